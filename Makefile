@@ -1,0 +1,32 @@
+# Two entry points: `make demo` (demo campaign end to end → results/report/) and `make test`.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+CORES  ?= 2
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test lint clean-demo
+
+$(PY):
+	python3 -m venv $(VENV)
+
+# torch is installed first at the CPU build found on local disk; a bare `torch` requirement
+# would pull a multi-GB CUDA build. dnadiffusion pins old dependencies: only its data is used.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --no-deps --pre dnadiffusion
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/snakemake --snakefile Snakefile --configfile config/demo/config.yaml \
+		--profile workflow/profiles/default --cores $(CORES)
+	@echo "Report: $(CURDIR)/results/report/report.md (tables, plots and report.html beside it)"
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

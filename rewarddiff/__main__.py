@@ -1,0 +1,5 @@
+import sys
+
+from rewarddiff.cli import main
+
+sys.exit(main())

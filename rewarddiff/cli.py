@@ -1,0 +1,152 @@
+"""``rewarddiff`` command line: one sub-command per pipeline stage, explicit paths everywhere.
+
+Stage parameters come from ``--config FILE`` (section ``domains.<domain>.<stage>``) or, as the
+Snakemake rules do, from ``--params JSON``. Bad input exits with code 2 and a one-line message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from rewarddiff import UserError, campaign
+
+
+def _json(text: str) -> dict:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"invalid JSON: {err.msg}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rewarddiff", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def stage(name, help_, section=None):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--domain", required=True, help="dna (molecules, shapes, protein later)")
+        if section:
+            p.add_argument("--config", type=Path, help="pipeline config YAML")
+            p.add_argument("--params", type=_json, help="stage parameters as JSON (overrides)")
+            p.set_defaults(section=section)
+        p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+        return p
+
+    p = stage("prepare", "prepare datasets", "data")
+    p.add_argument("--out-dir", type=Path, required=True)
+
+    p = stage("train-reward", "train the ft/eval reward-model copies", "reward")
+    p.add_argument("--copy", choices=["ft", "eval"], action="append",
+                   help="train only this copy (repeatable; default both)")
+    p.add_argument("--data-dir", type=Path, required=True)
+    p.add_argument("--out-dir", type=Path, required=True)
+
+    p = stage("pretrain", "pretrain the diffusion model (resumes if interrupted)", "pretrain")
+    p.add_argument("--data-dir", type=Path, required=True)
+    p.add_argument("--out-dir", type=Path, required=True)
+    p.add_argument("--stop-at-step", type=int, help=argparse.SUPPRESS)
+
+    p = stage("finetune", "steer a pretrained model toward an objective", None)
+    p.add_argument("--method", required=True)
+    p.add_argument("--params", type=_json, default={}, help="method parameters as JSON")
+    p.add_argument("--objective", type=_json, required=True,
+                   help='JSON: {"reward": [{"oracle": spec, "weight": w, "transform": {...}}]}')
+    p.add_argument("--pretrained", type=Path, required=True)
+    p.add_argument("--reward-model", type=Path, required=True, help="the ft reward copy")
+    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out-dir", type=Path, required=True)
+
+    p = stage("sample", "draw designs from a (fine-tuned) model")
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--selected", type=Path, help="designs selected during fine-tuning")
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True)
+
+    p = stage("score", "score designs with oracles (any user file in the domain format)")
+    p.add_argument("--input", type=Path, required=True)
+    p.add_argument("--oracles", default="", help="comma-separated oracle specs")
+    p.add_argument("--reward-model", type=Path, help="reward model for learned oracles (eval)")
+    p.add_argument("--ft-reward-model", type=Path, help="fine-tuning reward copy")
+    p.add_argument("--objective", type=_json, help="objective JSON (adds reward_ft/reward_eval)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--metrics-out", type=Path)
+    p.add_argument("--metrics-params", type=_json, default={})
+    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--pretrained", type=Path)
+
+    p = sub.add_parser("report", help="tables and plots from scored campaigns")
+    p.add_argument("--runs", type=Path, required=True, help="TSV: one row per scored run")
+    p.add_argument("--out-dir", type=Path, required=True)
+
+    p = sub.add_parser("oracles", help="list registered oracles of a domain")
+    p.add_argument("--domain", required=True)
+    return parser
+
+
+def run(args: argparse.Namespace) -> None:
+    from rewarddiff.config import stage_params
+    from rewarddiff.domain import get_domain
+
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    if getattr(args, "section", None):
+        args.params = stage_params(args.config, args.domain, args.section, args.params)
+    if args.command != "report":
+        get_domain(args.domain)  # fail early on an unknown domain
+    match args.command:
+        case "prepare":
+            print(json.dumps(campaign.prepare(args.domain, args.params, args.out_dir), indent=1))
+        case "train-reward":
+            copies = tuple(args.copy or ("ft", "eval"))
+            result = campaign.train_reward(args.domain, args.params, args.data_dir, args.out_dir,
+                                           copies)
+            print(json.dumps({k: v["accuracy"] for k, v in result.items()}))
+        case "pretrain":
+            print(json.dumps(campaign.pretrain(args.domain, args.params, args.data_dir,
+                                               args.out_dir, args.stop_at_step)))
+        case "finetune":
+            result = campaign.finetune(args.domain, args.method, args.params, args.objective,
+                                       args.pretrained, args.reward_model, args.data_dir,
+                                       args.seed, args.out_dir)
+            print(f"oracle calls: {result['oracle_calls']}")
+        case "sample":
+            campaign.sample(args.domain, args.model, args.n, args.seed, args.out, args.selected)
+        case "score":
+            oracles = [o for o in args.oracles.split(",") if o]
+            if not oracles and args.objective is None:
+                raise UserError("score: give --oracles and/or --objective")
+            table = campaign.score(args.domain, args.input, oracles, args.out, args.reward_model,
+                                   args.objective, args.ft_reward_model, args.metrics_out,
+                                   args.metrics_params, args.data_dir, args.pretrained)
+            print(table.drop(columns="design").describe().loc[["count", "mean"]].to_string())
+        case "report":
+            from rewarddiff.report import build_report
+
+            print(f"report: {build_report(args.runs, args.out_dir)}")
+        case "oracles":
+            from rewarddiff.oracles.registry import available
+
+            for name, info in available(args.domain).items():
+                print(f"{info.name:28s} {info.direction:9s} {info.units:12s} {info.cost:9s}"
+                      f"{'differentiable ' if info.differentiable else ''}{info.description}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except UserError as err:
+        print(f"rewarddiff {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

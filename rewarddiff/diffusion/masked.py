@@ -1,0 +1,182 @@
+"""Masked (absorbing-state) discrete diffusion, MDLM-style (Sahoo et al. 2024).
+
+Tokens are integers ``0..V-1``; ``V`` is the MASK token. A denoising network is any callable
+``net(x, t, label) -> logits (B, L, V)`` where ``x`` is either tokens ``(B, L) int64`` (values in
+``0..V``) or a relaxed one-hot ``(B, L, V+1) float``, ``t`` is ``(B,)`` in [0, 1] and ``label`` is
+``(B,) int64`` or None; label index ``num_labels`` means "no label" (classifier-free guidance).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+NEG_INF = -1e9
+
+
+@dataclass
+class MaskedDiffusion:
+    vocab_size: int
+    eps: float = 1e-3  # α(1) = eps: at t = 1 almost every token is masked
+    num_labels: int = 0
+    label_dropout: float = 0.0
+
+    @property
+    def mask_id(self) -> int:
+        return self.vocab_size
+
+    # ----- log-linear schedule ---------------------------------------------------------------
+    def alpha(self, t: Tensor) -> Tensor:
+        # α_t = 1 − (1 − ε) t: probability that a token is still unmasked at time t
+        return 1.0 - (1.0 - self.eps) * t
+
+    def mask(self, x0: Tensor, t: Tensor, generator=None) -> Tensor:
+        # q(x_t | x_0): each token independently becomes MASK with probability 1 − α_t
+        u = torch.rand(x0.shape, generator=generator, device=x0.device)
+        return torch.where(u < (1.0 - self.alpha(t))[:, None], self.mask_id, x0)
+
+    # ----- SUBS parameterisation -------------------------------------------------------------
+    def denoise(self, net, x: Tensor, t: Tensor, label: Tensor | None = None,
+                guidance: float = 0.0) -> Tensor:
+        """log p_θ(x_0 | x_t): (B, L, V); MASK never predicted, unmasked tokens carried over."""
+        logits = net(x, t, label)
+        if guidance and label is not None:
+            # classifier-free guidance: (1 + w)·cond − w·uncond in logit space
+            uncond = net(x, t, torch.full_like(label, self.num_labels))
+            logits = (1.0 + guidance) * logits - guidance * uncond
+        log_probs = logits.float().log_softmax(-1)
+        if x.dtype.is_floating_point:  # relaxed input: carry-over weighted by the one-hot
+            keep = x[..., : self.vocab_size]
+            is_masked = x[..., self.mask_id : self.mask_id + 1]
+            return torch.log(keep + is_masked * log_probs.exp() + 1e-30)
+        carry = F.one_hot(x.clamp(max=self.vocab_size - 1), self.vocab_size).bool()
+        unmasked = (x != self.mask_id)[..., None]
+        return torch.where(unmasked, torch.where(carry, 0.0, NEG_INF), log_probs)
+
+    def drop_labels(self, label: Tensor | None, generator=None) -> Tensor | None:
+        if label is None or self.label_dropout <= 0:
+            return label
+        drop = torch.rand(label.shape, generator=generator, device=label.device) < self.label_dropout
+        return torch.where(drop, self.num_labels, label)
+
+    # ----- training objective ----------------------------------------------------------------
+    def loss(self, net, x0: Tensor, label: Tensor | None = None, weights: Tensor | None = None,
+             generator=None) -> Tensor:
+        """Continuous-time NELBO per token, optionally weighted per sequence: scalar."""
+        nll = self.sequence_nll(net, x0, self.drop_labels(label, generator), generator)
+        if weights is not None:
+            nll = nll * weights
+        return nll.mean() / x0.shape[1]
+
+    def sequence_nll(self, net, x0: Tensor, label: Tensor | None = None, generator=None,
+                     t: Tensor | None = None) -> Tensor:
+        """One-sample NELBO per sequence (nats): (B,)."""
+        b = x0.shape[0]
+        if t is None:
+            # low-discrepancy t: one uniform offset shared, stratified over the batch
+            u = torch.rand((), generator=generator, device=x0.device)
+            t = (u + torch.arange(b, device=x0.device) / b) % 1.0
+        t = t.clamp(min=1e-4)
+        xt = self.mask(x0, t, generator)
+        log_p = self.denoise(net, xt, t, label)
+        ce = -log_p.gather(-1, x0[..., None]).squeeze(-1)  # −log p_θ(x_0 | x_t) per position
+        # MDLM: −α'_t / (1 − α_t) = 1/t weights the cross-entropy on masked positions
+        return (ce * (xt == self.mask_id)).sum(-1) / t
+
+    @torch.no_grad()
+    def log_likelihood(self, net, x0: Tensor, label: Tensor | None = None, num_t: int = 32,
+                       generator=None) -> Tensor:
+        """ELBO estimate of log p(x_0) in nats per sequence, averaged over ``num_t`` times: (B,)."""
+        b = x0.shape[0]
+        total = torch.zeros(b, device=x0.device)
+        offset = torch.rand((), generator=generator, device=x0.device)
+        for i in range(num_t):
+            t = torch.full((b,), ((offset + i) / num_t).item() % 1.0, device=x0.device)
+            total += self.sequence_nll(net, x0, label, generator, t=t)
+        return -total / num_t
+
+    # ----- ancestral sampling ----------------------------------------------------------------
+    def unmask_probability(self, t: float, s: float) -> float:
+        # a masked token at t is revealed by s < t with probability (α_s − α_t) / (1 − α_t)
+        a_t, a_s = 1.0 - (1.0 - self.eps) * t, 1.0 - (1.0 - self.eps) * s
+        return (a_s - a_t) / (1.0 - a_t)
+
+    def step(self, log_p0: Tensor, x: Tensor, t: float, s: float, generator=None) -> Tensor:
+        """One reverse step x_t → x_s: masked tokens are revealed from p_θ(x_0|x_t); others kept."""
+        reveal = torch.rand(x.shape, generator=generator, device=x.device) < self.unmask_probability(t, s)
+        gumbel = -torch.log(-torch.log(torch.rand(log_p0.shape, generator=generator,
+                                                   device=x.device).clamp_min(1e-20)))
+        proposal = (log_p0 + gumbel).argmax(-1)
+        return torch.where((x == self.mask_id) & reveal, proposal, x)
+
+    @torch.no_grad()
+    def sample(self, net, num: int, length: int, steps: int, label: Tensor | None = None,
+               guidance: float = 0.0, reference=None, generator=None, device=None):
+        """Draw ``num`` sequences with ``steps`` reverse steps: tokens (num, length).
+
+        With ``reference`` (another network), also return the path KL (num,) in nats between the
+        sampling chain of ``net`` and that of ``reference`` along the drawn trajectories.
+        """
+        x = torch.full((num, length), self.mask_id, dtype=torch.long, device=device)
+        grid = torch.linspace(1.0, 0.0, steps + 1).tolist()
+        path_kl = torch.zeros(num, device=device)
+        for t, s in zip(grid[:-1], grid[1:]):
+            tt = torch.full((num,), t, device=device)
+            log_p = self.denoise(net, x, tt, label, guidance)
+            if reference is not None:
+                log_ref = self.denoise(reference, x, tt, label, guidance)
+                path_kl += self.transition_kl(log_p, log_ref, x == self.mask_id, t, s)
+            x = self.step(log_p, x, t, s, generator)
+        return (x, path_kl) if reference is not None else x
+
+    def transition_kl(self, log_p: Tensor, log_ref: Tensor, masked: Tensor, t: float,
+                      s: float) -> Tensor:
+        """KL between two reverse transitions x_t → x_s, summed over positions: (B,).
+
+        Both put mass 1 − a on staying masked, so KL = a · KL(p_θ(x_0|x_t) ‖ p_ref(x_0|x_t)) on
+        masked positions, with a = (α_s − α_t)/(1 − α_t).
+        """
+        kl = (log_p.exp() * (log_p - log_ref)).sum(-1)
+        return self.unmask_probability(t, s) * (kl * masked).sum(-1)
+
+    # ----- differentiable sampling (for back-propagation through the last K steps) ---------
+    def sample_differentiable(self, net, num: int, length: int, steps: int, grad_steps: int,
+                              reference=None, label: Tensor | None = None, tau: float = 1.0,
+                              generator=None, device=None) -> tuple[Tensor, Tensor]:
+        """Sample with Gumbel-softmax straight-through on the last ``grad_steps`` steps.
+
+        Returns ``x`` (num, length, V): hard one-hot in the forward pass whose gradient flows to
+        ``net`` through the relaxed samples, and the per-sequence KL (num,) to ``reference``
+        summed over the differentiable steps (zeros without a reference).
+        """
+        grid = torch.linspace(1.0, 0.0, steps + 1).tolist()
+        cut = steps - grad_steps
+        with torch.no_grad():
+            x = torch.full((num, length), self.mask_id, dtype=torch.long, device=device)
+            for t, s in zip(grid[:cut], grid[1 : cut + 1]):
+                tt = torch.full((num,), t, device=device)
+                x = self.step(self.denoise(net, x, tt, label), x, t, s, generator)
+        x = F.one_hot(x, self.vocab_size + 1).float()
+        kl = torch.zeros(num, device=device)
+        for t, s in zip(grid[cut:-1], grid[cut + 1 :]):
+            tt = torch.full((num,), t, device=device)
+            masked = x[..., self.mask_id].detach()
+            log_p = self.denoise(net, x, tt, label)
+            if reference is not None:
+                with torch.no_grad():
+                    log_ref = self.denoise(reference, x.detach(), tt, label)
+                kl = kl + self.transition_kl(log_p, log_ref, masked, t, s)
+            a = self.unmask_probability(t, s)
+            # reverse transition of a masked token: a·p_θ(x_0|x_t) + (1 − a)·δ_MASK
+            stay = torch.full_like(log_p[..., :1], torch.log(torch.tensor(max(1.0 - a, 1e-30))).item())
+            logits = torch.cat([log_p + torch.log(torch.tensor(max(a, 1e-30))), stay], -1)
+            gumbel = -torch.log(-torch.log(torch.rand(logits.shape, generator=generator,
+                                                       device=logits.device).clamp_min(1e-20)))
+            soft = ((logits + gumbel) / tau).softmax(-1)
+            hard = F.one_hot(soft.argmax(-1), self.vocab_size + 1).float()
+            moved = hard + soft - soft.detach()  # straight-through estimator
+            x = masked[..., None] * moved + (1.0 - masked[..., None]) * x
+        return x[..., : self.vocab_size], kl

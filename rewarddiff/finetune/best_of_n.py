@@ -1,0 +1,26 @@
+"""best_of_n: draw N designs from the pretrained model, keep the top k by the fine-tuning reward.
+No training; the honest baseline every method must beat at the same number of oracle calls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from rewarddiff.finetune.common import FinetuneTask, top_k
+
+
+@dataclass
+class BestOfNConfig:
+    oracle_budget: int = 1024  # N: designs drawn and scored
+    n_samples: int = 128  # k: designs kept
+
+
+def best_of_n(task: FinetuneTask, cfg: BestOfNConfig) -> Tensor:
+    """Returns the k selected designs (k, ...); logs the pool and the selection."""
+    x, path_kl = task.generator.sample(cfg.oracle_budget, task.torch_generator, task.reference)
+    rewards = task.reward(x)
+    task.record(0, x, rewards, path_kl, stage="pool")
+    kept, kept_rewards = top_k(x, rewards, cfg.n_samples)
+    task.record(1, kept, kept_rewards, None, stage="selected")
+    return kept

@@ -1,0 +1,83 @@
+"""What every fine-tuning method shares: the task bundle, oracle-call accounting and the
+per-round log (reward, distance from the pretrained model, diversity)."""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rewarddiff.generator import MaskedSequenceGenerator
+
+
+@dataclass
+class CountingReward:
+    """Wraps a reward function ``fn(x) -> (n,) array`` and counts oracle calls (designs scored)."""
+
+    fn: Callable[[Tensor], np.ndarray]
+    calls: int = 0
+
+    def __call__(self, x: Tensor) -> np.ndarray:
+        self.calls += len(x)
+        return np.asarray(self.fn(x), dtype=np.float64)
+
+
+@dataclass
+class FinetuneTask:
+    generator: MaskedSequenceGenerator  # trained in place
+    reference: MaskedSequenceGenerator  # frozen pretrained model (p_pre)
+    reward: CountingReward
+    diversity: Callable[[Tensor], float]
+    seed: int = 0
+    log_path: Path | None = None
+    rows: list[dict] = field(default_factory=list)
+    torch_generator: torch.Generator = field(init=False)
+    started: float = field(init=False, default_factory=time.time)
+
+    def __post_init__(self):
+        self.torch_generator = torch.Generator().manual_seed(self.seed)
+        torch.manual_seed(self.seed)
+
+    def record(self, round_: int, x: Tensor, rewards: np.ndarray, path_kl: Tensor | None,
+               **extra) -> dict:
+        """Log one round: reward stats, log p_pre of the samples, path KL, diversity."""
+        finite = rewards[np.isfinite(rewards)]
+        top = np.sort(finite)[-max(1, len(finite) // 10):] if len(finite) else finite
+        row = {"round": round_, "oracle_calls": self.reward.calls,
+               "reward_mean": float(finite.mean()) if len(finite) else float("nan"),
+               "reward_top10": float(top.mean()) if len(top) else float("nan"),
+               "reward_max": float(finite.max()) if len(finite) else float("nan"),
+               "reward_nan": int(len(rewards) - len(finite)),
+               "loglik_pretrained": float(self.reference.log_likelihood(
+                   x, generator=self.torch_generator).mean()),
+               "path_kl": float(path_kl.mean()) if path_kl is not None else 0.0,
+               "diversity": float(self.diversity(x)),
+               **extra, "wall_s": round(time.time() - self.started, 2)}
+        self.rows.append(row)
+        if self.log_path is not None:
+            write_rows(self.log_path, self.rows)
+        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                       for k, v in row.items()), flush=True)
+        return row
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    from rewarddiff.io import atomic_path
+
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def top_k(x: Tensor, rewards: np.ndarray, k: int) -> tuple[Tensor, np.ndarray]:
+    """The k designs with the highest finite reward (NaN ranks last)."""
+    order = np.argsort(np.where(np.isfinite(rewards), -rewards, np.inf), kind="stable")[:k]
+    return x[torch.as_tensor(order)], rewards[order]

@@ -1,0 +1,147 @@
+"""Atomic writes, safetensors checkpoints with a JSON config, and per-stage run manifests."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from rewarddiff import UserError, __version__
+
+
+@contextmanager
+def atomic_path(path: str | Path):
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: str | Path, obj) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: invalid JSON at line {err.lineno}: {err.msg}") from None
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict) -> None:
+    """Write ``tensors`` as safetensors with ``metadata`` (JSON-serialisable) in the header."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"config": json.dumps(metadata, default=str)})
+
+
+def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Inverse of :func:`save_tensors`; no pickle is involved."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: checkpoint not found")
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads((f.metadata() or {}).get("config", "{}"))
+    return load_file(str(path)), meta
+
+
+def save_model(path: str | Path, model: torch.nn.Module, config: dict) -> None:
+    """Model weights as safetensors plus the JSON config that rebuilds the network."""
+    save_tensors(path, model.state_dict(), config)
+
+
+def load_model_config(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    return load_tensors(path)
+
+
+def flatten_state(prefix: str, state) -> tuple[dict[str, torch.Tensor], object]:
+    """Split a nested state (optimizer/RNG) into tensors and a JSON skeleton referencing them."""
+    tensors: dict[str, torch.Tensor] = {}
+
+    def walk(obj, key):
+        if isinstance(obj, torch.Tensor):
+            tensors[key] = obj
+            return {"__tensor__": key}
+        if isinstance(obj, dict):
+            return {"__dict__": [[walk(k, f"{key}.k{i}"), walk(v, f"{key}.{i}")]
+                                 for i, (k, v) in enumerate(obj.items())]}
+        if isinstance(obj, (list, tuple)):
+            return {"__list__": [walk(v, f"{key}.{i}") for i, v in enumerate(obj)]}
+        return obj
+
+    return tensors, walk(state, prefix)
+
+
+def unflatten_state(skeleton, tensors: dict[str, torch.Tensor]):
+    if isinstance(skeleton, dict):
+        if "__tensor__" in skeleton:
+            return tensors[skeleton["__tensor__"]]
+        if "__dict__" in skeleton:
+            return {unflatten_state(k, tensors): unflatten_state(v, tensors)
+                    for k, v in skeleton["__dict__"]}
+        if "__list__" in skeleton:
+            return [unflatten_state(v, tensors) for v in skeleton["__list__"]]
+    return skeleton
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def package_versions(names=("torch", "numpy", "snakemake", "biopython", "rdkit")) -> dict:
+    versions = {"rewarddiff": __version__, "python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+class Manifest:
+    """``manifest.json`` for a stage: inputs, params, versions, git commit, seed, wall time."""
+
+    def __init__(self, stage: str, inputs: dict, params: dict, seed: int | None = None):
+        self.record = {"stage": stage, "inputs": inputs, "params": params, "seed": seed,
+                       "versions": package_versions(), "git_commit": git_commit(),
+                       "host": platform.node(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        self._t0 = time.time()
+
+    def write(self, path: str | Path, **results) -> None:
+        self.record.update(results)
+        self.record["wall_time_s"] = round(time.time() - self._t0, 3)
+        write_json(path, self.record)

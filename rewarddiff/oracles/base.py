@@ -1,0 +1,71 @@
+"""The Oracle protocol: anything that scores a batch of designs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+Direction = Literal["maximize", "minimize", "target"]
+
+
+@dataclass(frozen=True)
+class OracleInfo:
+    """Metadata shown by ``rewarddiff oracles`` and written beside every score column."""
+
+    name: str
+    domain: str
+    direction: Direction = "maximize"
+    units: str = ""
+    cost: Literal["cheap", "moderate", "expensive"] = "cheap"
+    differentiable: bool = False
+    description: str = ""
+
+
+class Oracle:
+    """Batched property function: ``oracle(designs) -> float array`` with NaN for failures.
+
+    Subclasses implement :meth:`score`; :meth:`__call__` guarantees the contract (one float per
+    design, NaN where the design could not be scored, never an exception for one bad design).
+    Differentiable oracles also implement ``torch_score(x: Tensor) -> Tensor (B,)``.
+    """
+
+    info: OracleInfo
+
+    def score(self, designs: Any) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must implement score()")
+
+    def __call__(self, designs: Any) -> np.ndarray:
+        try:
+            values = np.asarray(self.score(designs), dtype=np.float64)
+        except Exception:  # a batch failed: score one by one so only bad designs become NaN
+            values = np.array([self._score_one(d) for d in designs], dtype=np.float64)
+        if values.shape != (len(designs),):
+            raise ValueError(f"oracle {self.info.name} returned shape {values.shape} "
+                             f"for {len(designs)} designs")
+        values[~np.isfinite(values)] = np.nan
+        return values
+
+    def _score_one(self, design) -> float:
+        try:
+            return float(np.asarray(self.score([design]), dtype=np.float64)[0])
+        except Exception:
+            return float("nan")
+
+
+@dataclass
+class FunctionOracle(Oracle):
+    """Wrap a plain per-batch function ``fn(designs) -> array`` as an Oracle."""
+
+    info: OracleInfo
+    fn: Any
+    torch_fn: Any = field(default=None, repr=False)
+
+    def score(self, designs):
+        return self.fn(designs)
+
+    def torch_score(self, x):
+        if self.torch_fn is None:
+            raise TypeError(f"oracle {self.info.name} is not differentiable")
+        return self.torch_fn(x)

@@ -1,0 +1,144 @@
+"""Generic resumable training loop: AdamW, gradient clipping, EMA, checkpoints, CSV log.
+
+The loop knows nothing about the model family: it draws batch indices, asks ``batch_fn`` for a
+batch and ``loss_fn`` for a scalar loss. A checkpoint holds model, EMA, optimiser, step and RNG
+state, so an interrupted run resumes bit for bit.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from rewarddiff.io import atomic_path, flatten_state, load_tensors, save_tensors, unflatten_state
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    warmup_steps: int = 100
+    checkpoint_every: int = 200
+    log_every: int = 50
+    seed: int = 0
+
+
+class EMA:
+    """Exponential moving average of parameters: θ̄ ← d·θ̄ + (1 − d)·θ."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for avg, p in zip(self.model.parameters(), model.parameters()):
+            avg.lerp_(p.detach(), 1.0 - self.decay)
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def train(model: nn.Module, loss_fn: Callable[[nn.Module, object], torch.Tensor],
+          batch_fn: Callable[[torch.Tensor], object], num_examples: int, cfg: TrainConfig,
+          out_dir: str | Path, stop_at_step: int | None = None) -> EMA:
+    """Train ``model`` in place; resume from ``out_dir/checkpoint.safetensors`` if present.
+
+    ``stop_at_step`` ends the run early after checkpointing (used to test interruption).
+    Returns the EMA (whose ``.model`` is the weights to sample from).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path, log_path = out_dir / "checkpoint.safetensors", out_dir / "train_log.csv"
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ema = EMA(model, cfg.ema_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    step = 0
+    if ckpt_path.exists():
+        step = load_checkpoint(ckpt_path, model, ema, opt, gen)
+        print(f"resumed from step {step} ({ckpt_path})", flush=True)
+    elif log_path.exists():
+        log_path.unlink()
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)), last_epoch=step - 1)
+
+    rows, t0 = [], time.time()
+    bar = tqdm(total=cfg.steps, initial=step, desc="train", mininterval=5, disable=None)
+    while step < cfg.steps:
+        model.train()
+        batch = batch_fn(torch.randint(num_examples, (cfg.batch_size,), generator=gen))
+        loss = loss_fn(model, batch)
+        if not math.isfinite(loss.item()):
+            raise NonFiniteLoss(f"loss is {loss.item()} at step {step + 1}; stopping "
+                                f"(last good checkpoint: {ckpt_path})")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        schedule.step()
+        ema.update(model)
+        step += 1
+        bar.update(1)
+        rows.append({"step": step, "loss": loss.item(), "grad_norm": float(grad_norm),
+                     "lr": schedule.get_last_lr()[0], "elapsed_s": round(time.time() - t0, 2)})
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps or step == stop_at_step:
+            _append_log(log_path, [r for r in rows if r["step"] % cfg.log_every == 0
+                                   or r["step"] == step])
+            rows = []
+            save_checkpoint(ckpt_path, model, ema, opt, gen, step, asdict(cfg))
+        if step == stop_at_step:
+            break
+    bar.close()
+    return ema
+
+
+def _append_log(path: Path, rows: list[dict]) -> None:
+    if not rows:
+        return
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+
+
+def save_checkpoint(path, model, ema, opt, gen, step, config) -> None:
+    opt_tensors, opt_skeleton = flatten_state("optim", opt.state_dict())
+    tensors = ({f"model.{k}": v for k, v in model.state_dict().items()}
+               | {f"ema.{k}": v for k, v in ema.model.state_dict().items()}
+               | opt_tensors
+               | {"rng.torch": torch.get_rng_state(), "rng.generator": gen.get_state()})
+    save_tensors(path, tensors, {"step": step, "train_config": config, "optim": opt_skeleton})
+
+
+def load_checkpoint(path, model, ema, opt, gen) -> int:
+    tensors, meta = load_tensors(path)
+
+    def part(prefix):
+        return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+    model.load_state_dict(part("model."))
+    ema.model.load_state_dict(part("ema."))
+    opt.load_state_dict(unflatten_state(meta["optim"], tensors))
+    torch.set_rng_state(tensors["rng.torch"])
+    gen.set_state(tensors["rng.generator"])
+    return int(meta["step"])
+
+
+__all__ = ["EMA", "NonFiniteLoss", "TrainConfig", "atomic_path", "train"]

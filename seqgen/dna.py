@@ -1,0 +1,234 @@
+"""The ``dna`` domain: ENCODE DHS data (or user FASTA), cell-type reward models, a masked-diffusion
+generator over 200 bp sequences, FASTA designs and the DRAKES / DNA-Diffusion metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rewarddiff import UserError
+from rewarddiff.config import dataclass_from
+from rewarddiff.diffusion.masked import MaskedDiffusion
+from rewarddiff.domain import register_domain
+from rewarddiff.generator import MaskedSequenceGenerator
+from rewarddiff.io import atomic_path, load_tensors, save_model, write_json
+from rewarddiff.oracles import learned
+from rewarddiff.oracles.registry import make_oracle
+from rewarddiff.oracles.transforms import combine
+from rewarddiff.training import TrainConfig, train
+from seqgen import metrics, motifs
+from seqgen import oracles as _oracles  # noqa: F401  (registers the DNA oracles)
+from seqgen.data import (CELL_TYPES, DNA_ALPHABET, chromosome_halves, decode, encode, read_fasta,
+                         read_labels, write_fasta)
+from seqgen.model import CNNConfig, SequenceClassifier, SequenceDenoiser
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class DNADomain:
+    name: str = "dna"
+    design_suffix: str = ".fasta"
+    alphabet: str = DNA_ALPHABET
+    length: int = 200
+
+    # ----- data ----------------------------------------------------------------------------
+    def prepare(self, params: dict, out_dir: Path) -> dict:
+        """Write ``{train,valid,test}.fasta`` and ``labels.tsv`` (id, label, split, chr, half)."""
+        if params.get("source", "encode_dhs") == "encode_dhs":
+            from seqgen.data import load_encode_dhs
+
+            table = load_encode_dhs().rename(columns={"cell_type": "label"})
+        else:
+            table = self._user_table(params)
+        per_split = params.get("max_per_split")
+        if per_split:  # demo scale: a stratified, seeded subset of each split
+            shuffled = table.sample(frac=1.0, random_state=params.get("seed", 0))
+            table = shuffled.groupby(["split", "label"]).head(per_split // 4).sort_index()
+        train_rows = table["split"] == "train"
+        table["half"] = -1
+        table.loc[train_rows, "half"] = chromosome_halves(table.loc[train_rows, "chr"])
+        for split in SPLITS:
+            rows = table[table["split"] == split]
+            write_fasta(out_dir / f"{split}.fasta", rows["id"].tolist(), rows["sequence"].tolist())
+        with atomic_path(out_dir / "labels.tsv") as tmp:
+            table[["id", "label", "split", "chr", "half"]].to_csv(tmp, sep="\t", index=False)
+        counts = table.groupby(["split", "label"]).size().unstack(fill_value=0)
+        return {"counts": counts.to_dict(orient="index"), "length": self.length,
+                "classes": sorted(table["label"].unique())}
+
+    def _user_table(self, params: dict) -> pd.DataFrame:
+        """User FASTA + labels TSV (columns id, label, optional split/chr)."""
+        if "fasta" not in params or "labels" not in params:
+            raise UserError("data: source 'fasta' needs keys 'fasta' and 'labels'")
+        ids, seqs = read_fasta(params["fasta"], self.alphabet, self.length)
+        labels = read_labels(params["labels"], ids)
+        extra = pd.read_csv(params["labels"], sep="\t", dtype=str).set_index("id").loc[ids]
+        table = pd.DataFrame({"id": ids, "sequence": seqs, "label": labels.values})
+        table["chr"] = extra["chr"].values if "chr" in extra else "user"
+        if "split" in extra:
+            table["split"] = extra["split"].values
+        else:  # seeded 80/10/10 split
+            u = np.random.default_rng(params.get("seed", 0)).random(len(table))
+            table["split"] = np.where(u < 0.8, "train", np.where(u < 0.9, "valid", "test"))
+        return table
+
+    def load_split(self, data_dir: Path, split: str) -> tuple[torch.Tensor, pd.DataFrame]:
+        ids, seqs = read_fasta(Path(data_dir) / f"{split}.fasta", self.alphabet, self.length)
+        labels = pd.read_csv(Path(data_dir) / "labels.tsv", sep="\t").set_index("id").loc[ids]
+        return encode(seqs, self.alphabet), labels
+
+    # ----- reward models -------------------------------------------------------------------
+    def train_reward(self, params: dict, data_dir: Path, out_dir: Path,
+                     copies: tuple[str, ...] = ("ft", "eval")) -> dict:
+        """Cell-type classifier ensembles on disjoint chromosome halves: ``ft`` trains on half 0
+        and steers, ``eval`` trains on half 1 and scores. Writes ``<copy>/model.safetensors``."""
+        x_tr, lab_tr = self.load_split(data_dir, "train")
+        x_va, lab_va = self.load_split(data_dir, "valid")
+        x_te, lab_te = self.load_split(data_dir, "test")
+        classes = sorted(lab_tr["label"].unique(), key=lambda c: (c not in CELL_TYPES, c))
+
+        def y(lab):
+            return torch.tensor([classes.index(c) for c in lab["label"]])
+
+        net_cfg = dataclass_from(CNNConfig, params.get("network"), "train_reward.network")
+        net_cfg.num_outputs = len(classes)
+        fit_cfg = dataclass_from(learned.FitConfig, params.get("fit"), "train_reward.fit")
+        results = {}
+        for copy in copies:
+            half = ("ft", "eval").index(copy)
+            rows = torch.as_tensor((lab_tr["half"] == half).values)
+            heads = []
+            for head in range(params.get("heads", 1)):
+                torch.manual_seed(params.get("seed", 0) + 100 * half + head)
+                gen = torch.Generator().manual_seed(params.get("seed", 0) + 100 * half + head)
+                net = SequenceClassifier(net_cfg)
+                learned.fit(net, x_tr[rows], y(lab_tr)[rows], x_va, y(lab_va), fit_cfg, gen,
+                            log=lambda m, c=copy: print(c, m, flush=True))
+                heads.append(net)
+            logits = torch.stack([learned.predict_batched(h, x_va) for h in heads]).mean(0)
+            temperature = learned.fit_temperature(logits, y(lab_va))
+            ensemble = learned.RewardEnsemble(heads, "classification", temperature)
+            probs, _ = ensemble.predict(x_te)
+            pred = probs.argmax(-1)
+            test = {"accuracy": (pred == y(lab_te)).float().mean().item(),
+                    "per_class_accuracy": {c: (pred[y(lab_te) == k] == k).float().mean().item()
+                                           for k, c in enumerate(classes)},
+                    "n_train": int(rows.sum()), "n_test": len(x_te),
+                    "train_chromosomes": sorted(lab_tr.loc[rows.numpy(), "chr"].unique()),
+                    "temperature": temperature}
+            ensemble.save(Path(out_dir) / copy / "model.safetensors",
+                          {"network": net_cfg.to_dict(), "classes": classes, "domain": self.name})
+            write_json(Path(out_dir) / copy / "metrics.json", test)
+            results[copy] = test
+        return results
+
+    # ----- generator -----------------------------------------------------------------------
+    def build_generator(self, params: dict) -> MaskedSequenceGenerator:
+        net_cfg = dataclass_from(CNNConfig, params.get("network"), "pretrain.network")
+        net_cfg.vocab_size = len(self.alphabet)
+        diffusion = MaskedDiffusion(len(self.alphabet), num_labels=net_cfg.num_labels,
+                                    label_dropout=params.get("label_dropout", 0.0))
+        config = {"network": net_cfg.to_dict(), "label_dropout": diffusion.label_dropout,
+                  "sampling_steps": params.get("sampling_steps", 100), "length": self.length,
+                  "domain": self.name}
+        return MaskedSequenceGenerator(diffusion, SequenceDenoiser(net_cfg), self.length,
+                                       config["sampling_steps"], config=config)
+
+    def pretrain(self, params: dict, data_dir: Path, out_dir: Path,
+                 stop_at_step: int | None = None) -> dict:
+        x, _ = self.load_split(data_dir, "train")
+        gen = self.build_generator(params)
+        cfg = dataclass_from(TrainConfig, params.get("train"), "pretrain.train")
+        loss_gen = torch.Generator().manual_seed(cfg.seed + 1)
+        ema = train(gen.net, lambda net, batch: gen.diffusion.loss(net, batch, generator=loss_gen),
+                    lambda idx: x[idx], len(x), cfg, out_dir, stop_at_step)
+        if stop_at_step is not None:
+            return {"stopped_at": stop_at_step}
+        save_model(Path(out_dir) / "model.safetensors", ema.model, gen.config)
+        x_va, _ = self.load_split(data_dir, "valid")
+        gen.net = ema.model
+        ll = gen.log_likelihood(x_va[:512], generator=torch.Generator().manual_seed(0))
+        return {"valid_loglik_per_seq": ll.mean().item(),
+                "valid_nats_per_base": -ll.mean().item() / self.length}
+
+    def load_generator(self, checkpoint: Path) -> MaskedSequenceGenerator:
+        tensors, config = load_tensors(checkpoint)
+        gen = self.build_generator({"network": config["network"],
+                                    "label_dropout": config["label_dropout"],
+                                    "sampling_steps": config["sampling_steps"]})
+        gen.net.load_state_dict(tensors)
+        return gen
+
+    def save_generator(self, path: Path, gen: MaskedSequenceGenerator) -> None:
+        save_model(path, gen.net, gen.config)
+
+    # ----- designs, oracles, rewards --------------------------------------------------------
+    def to_designs(self, tokens: torch.Tensor) -> list[str]:
+        return decode(tokens, self.alphabet)
+
+    def read_designs(self, path: Path) -> list[str]:
+        return read_fasta(path, self.alphabet, self.length)[1]
+
+    def write_designs(self, path: Path, designs: list[str], scores: dict[str, np.ndarray]) -> None:
+        desc = [" ".join(f"{k}={v[i]:.4g}" for k, v in scores.items()) for i in range(len(designs))]
+        write_fasta(path, [f"design_{i}" for i in range(len(designs))], designs, desc)
+
+    def score(self, designs: list[str], oracles: list[str],
+              reward_model: Path | None = None) -> dict[str, np.ndarray]:
+        """One column per oracle spec (NaN where an oracle failed on a design)."""
+        built = [make_oracle(self.name, spec, reward_model=reward_model) for spec in oracles]
+        return {spec: oracle(designs) for spec, oracle in zip(oracles, built)}
+
+    def reward_function(self, components: list[dict], reward_model: Path):
+        """tokens (n, L) → combined reward (n,), from the objective's oracle components."""
+        specs = [c["oracle"] for c in components]
+        built = {s: make_oracle(self.name, s, reward_model=reward_model) for s in specs}
+        return lambda tokens: combine({s: o(self.to_designs(tokens)) for s, o in built.items()},
+                                      components)
+
+    def diversity(self, tokens: torch.Tensor) -> float:
+        return metrics.mean_pairwise_hamming(tokens.numpy())
+
+    # ----- evaluation ----------------------------------------------------------------------
+    def metrics(self, designs: list[str], params: dict, data_dir: Path, reward_model: Path,
+                pretrained: Path | None) -> dict:
+        """DRAKES / DNA-Diffusion metrics of a design set against the target cell type."""
+        target = params["target"]
+        tokens = encode(designs, self.alphabet)
+        classifier = _oracles.load_classifier(str(reward_model))
+        classes = classifier.config["classes"]
+        probs, _ = classifier.predict(tokens)
+        k = classes.index(target)
+        x_te, lab_te = self.load_split(data_dir, "test")
+        real = x_te[torch.as_tensor((lab_te["label"] == target).values)]
+        x_tr, _ = self.load_split(data_dir, "train")
+        panel = motifs.load_motifs(params.get("motifs") or sorted(
+            {m for ms in motifs.CELL_TYPE_MOTIFS.values() for m in ms}))
+        design_hits = motifs.hit_counts(panel, designs)
+        real_hits = motifs.hit_counts(panel, decode(real, self.alphabet))
+        out = {"n": len(designs),
+               "target_fraction": (probs.argmax(-1) == k).float().mean().item(),
+               "target_prob": probs[:, k].mean().item(),
+               "kmer3_pearson": metrics.kmer_pearson(tokens.numpy(), real.numpy(), 3),
+               "jaspar_pearson": metrics.motif_count_correlation(design_hits, real_hits),
+               "jaspar_kl": metrics.motif_distribution_kl(design_hits, real_hits),
+               "diversity": metrics.mean_pairwise_hamming(tokens.numpy()),
+               "memorisation": float(metrics.max_positional_identity(
+                   tokens.numpy(), x_tr.numpy()).mean()),
+               "gc_content": float(metrics.gc_content(tokens.numpy()).mean())}
+        for c, p in zip(classes, probs.mean(0).tolist()):
+            out[f"prob_{c}"] = p
+        if pretrained is not None:
+            gen = self.load_generator(pretrained)
+            out["loglik_pretrained"] = gen.log_likelihood(
+                tokens, num_t=params.get("loglik_num_t", 16),
+                generator=torch.Generator().manual_seed(0)).mean().item()
+        return out
+
+
+DNA = register_domain(DNADomain())

@@ -1,0 +1,88 @@
+"""DNA oracles registered in the core registry: GC content, JASPAR motif best-hit score, and
+cell-type probability / log-odds from a learned classifier ensemble (a chosen ``ft``/``eval``
+copy, passed as ``reward_model=<path to model.safetensors>``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from rewarddiff import UserError
+from rewarddiff.oracles.base import FunctionOracle, OracleInfo
+from rewarddiff.oracles.learned import RewardEnsemble
+from rewarddiff.oracles.registry import register_oracle
+from seqgen import metrics, motifs
+from seqgen.data import DNA_ALPHABET, encode
+from seqgen.model import CNNConfig, SequenceClassifier
+
+DOMAIN = "dna"
+
+
+@register_oracle(DOMAIN, "gc_content", OracleInfo(
+    "gc_content", DOMAIN, "target", "fraction", description="fraction of G and C"))
+def gc_content(argument=None, **context):
+    return FunctionOracle(OracleInfo("gc_content", DOMAIN, "target", "fraction"),
+                          lambda seqs: metrics.gc_content(encode(list(seqs)).numpy()))
+
+
+@register_oracle(DOMAIN, "jaspar_motif", OracleInfo(
+    "jaspar_motif:<matrix id>", DOMAIN, "maximize", "bits",
+    description="best PWM log-odds hit over both strands (JASPAR2024 via pyjaspar)"))
+def jaspar_motif(argument=None, **context):
+    if not argument:
+        raise UserError("oracle jaspar_motif needs a matrix id, e.g. jaspar_motif:MA0114")
+    try:
+        (motif,) = motifs.load_motifs([argument])
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    return FunctionOracle(OracleInfo(f"jaspar_motif:{argument}", DOMAIN, "maximize", "bits",
+                                     description=f"{motif.name} best hit"),
+                          lambda seqs: motifs.best_hit_scores(motif, list(seqs)))
+
+
+@lru_cache(maxsize=8)
+def load_classifier(path: str) -> RewardEnsemble:
+    return RewardEnsemble.load(path, lambda c: SequenceClassifier(CNNConfig(**c["network"])))
+
+
+def _classifier_oracle(argument, reward_model, log_odds: bool):
+    kind = "celltype_logodds" if log_odds else "celltype_prob"
+    if reward_model is None:
+        raise UserError(f"oracle {kind} needs a reward model (--reward-model PATH)")
+    if not Path(reward_model).exists():
+        raise UserError(f"{reward_model}: reward model not found (oracle {kind})")
+    model = load_classifier(str(reward_model))
+    classes = model.config["classes"]
+    if argument not in classes:
+        raise UserError(f"oracle {kind}: unknown cell type {argument!r} "
+                        f"(known: {', '.join(classes)})")
+    k = classes.index(argument)
+
+    def from_probs(p: torch.Tensor) -> torch.Tensor:
+        p = p[:, k].clamp(1e-6, 1 - 1e-6)
+        return (p.log() - torch.log1p(-p)) if log_odds else p
+
+    def score(seqs):
+        mean, _ = model.predict(encode(list(seqs)))
+        return from_probs(mean).numpy()
+
+    info = OracleInfo(f"{kind}:{argument}", DOMAIN, "maximize", "log-odds" if log_odds else
+                      "probability", "moderate", True, f"{argument} class, {reward_model}")
+    return FunctionOracle(info, score, lambda onehot: from_probs(model(onehot)))
+
+
+@register_oracle(DOMAIN, "celltype_prob", OracleInfo(
+    "celltype_prob:<cell>", DOMAIN, "maximize", "probability", "moderate", True,
+    "P(cell type | x) from the cell-type classifier ensemble"))
+def celltype_prob(argument=None, reward_model=None, **context):
+    return _classifier_oracle(argument, reward_model, log_odds=False)
+
+
+@register_oracle(DOMAIN, "celltype_logodds", OracleInfo(
+    "celltype_logodds:<cell>", DOMAIN, "maximize", "log-odds", "moderate", True,
+    "log P(cell) − log(1 − P(cell)): cell-type specificity as a log-odds"))
+def celltype_logodds(argument=None, reward_model=None, **context):
+    return _classifier_oracle(argument, reward_model, log_odds=True)
+

@@ -82,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", type=Path)
 
     p = sub.add_parser("report", help="tables and plots from scored campaigns")
-    p.add_argument("--runs", type=Path, required=True, help="TSV: one row per scored run")
+    p.add_argument("--results-dir", type=Path, required=True)
+    p.add_argument("--metrics", type=Path, nargs="+", required=True,
+                   help="<results>/<domain>/campaigns/<campaign>/<method>/seed<s>/metrics.json")
     p.add_argument("--out-dir", type=Path, required=True)
 
     p = sub.add_parser("oracles", help="list registered oracles of a domain")
@@ -129,7 +131,7 @@ def run(args: argparse.Namespace) -> None:
         case "report":
             from rewarddiff.report import build_report
 
-            print(f"report: {build_report(args.runs, args.out_dir)}")
+            print(f"report: {build_report(args.results_dir, args.metrics, args.out_dir)}")
         case "oracles":
             from rewarddiff.oracles.registry import available
 

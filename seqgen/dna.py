@@ -22,8 +22,16 @@ from rewarddiff.oracles.transforms import combine
 from rewarddiff.training import TrainConfig, train
 from seqgen import metrics, motifs
 from seqgen import oracles as _oracles  # noqa: F401  (registers the DNA oracles)
-from seqgen.data import (CELL_TYPES, DNA_ALPHABET, chromosome_halves, decode, encode, read_fasta,
-                         read_labels, write_fasta)
+from seqgen.data import (
+    CELL_TYPES,
+    DNA_ALPHABET,
+    chromosome_halves,
+    decode,
+    encode,
+    read_fasta,
+    read_labels,
+    write_fasta,
+)
 from seqgen.model import CNNConfig, SequenceClassifier, SequenceDenoiser
 
 SPLITS = ("train", "valid", "test")

@@ -14,7 +14,7 @@ from rewarddiff.oracles.base import FunctionOracle, OracleInfo
 from rewarddiff.oracles.learned import RewardEnsemble
 from rewarddiff.oracles.registry import register_oracle
 from seqgen import metrics, motifs
-from seqgen.data import DNA_ALPHABET, encode
+from seqgen.data import encode
 from seqgen.model import CNNConfig, SequenceClassifier
 
 DOMAIN = "dna"

@@ -1,0 +1,171 @@
+"""Campaign report: per-run and per-method tables (CSV + Markdown) and plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from rewarddiff import UserError  # noqa: E402
+from rewarddiff.io import atomic_path, write_text  # noqa: E402
+
+# columns of the method table, in order, with the direction that is better
+TABLE_COLUMNS = {
+    "reward_eval_mean": "↑", "reward_eval_top10": "↑", "reward_ft_mean": "↑",
+    "target_fraction": "↑", "target_prob": "↑", "loglik_pretrained": "↑",
+    "kmer3_pearson": "↑", "jaspar_pearson": "↑", "diversity": "↑", "memorisation": "↓",
+    "oracle_calls": "", "finetune_wall_s": "",
+}
+
+
+def parse_run(path: Path) -> dict:
+    """``.../<domain>/campaigns/<campaign>/<method>/seed<s>/metrics.json`` → identifiers."""
+    parts = Path(path).parts
+    if len(parts) < 6 or parts[-5] != "campaigns" or not parts[-2].startswith("seed"):
+        raise UserError(f"{path}: not a campaign metrics path "
+                        f"(<domain>/campaigns/<campaign>/<method>/seed<s>/metrics.json)")
+    return {"domain": parts[-6], "campaign": parts[-4], "method": parts[-3],
+            "seed": int(parts[-2][4:])}
+
+
+def load_runs(metrics_paths: list[Path]) -> pd.DataFrame:
+    rows = []
+    for path in metrics_paths:
+        row = parse_run(path) | json.loads(Path(path).read_text())
+        log = Path(path).parent / "train_log.csv"
+        manifest = Path(path).parent / "manifest.json"
+        if log.exists():
+            row["oracle_calls"] = int(pd.read_csv(log)["oracle_calls"].max())
+        else:
+            row["oracle_calls"] = 0
+        if manifest.exists():
+            row["finetune_wall_s"] = json.loads(manifest.read_text())["wall_time_s"]
+        rows.append(row | {"run_dir": str(Path(path).parent)})
+    return pd.DataFrame(rows)
+
+
+def method_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std over seeds per (domain, campaign, method); pretrained first."""
+    cols = [c for c in TABLE_COLUMNS if c in runs]
+    grouped = runs.groupby(["domain", "campaign", "method"])
+    table = grouped[cols].mean().join(grouped[cols].std(ddof=0), rsuffix="_std")
+    table["seeds"] = grouped.size()
+    order = {"pretrained": 0, "best_of_n": 1}
+    return table.reset_index().sort_values(
+        ["domain", "campaign", "method"], key=lambda s: s.map(order).fillna(2)
+        if s.name == "method" else s)
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    cols = [c for c in TABLE_COLUMNS if c in table]
+    header = ["campaign", "method", "seeds"] + [f"{c} {TABLE_COLUMNS[c]}".strip() for c in cols]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for _, r in table.iterrows():
+        cells = [r["campaign"], r["method"], str(r["seeds"])]
+        for c in cols:
+            std = r.get(f"{c}_std")
+            cells.append(f"{r[c]:.3g}" + (f" ± {std:.2g}" if pd.notna(std) and std > 0 else ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_reward_distributions(runs: pd.DataFrame, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, group in runs.groupby("method"):
+        values = pd.concat([pd.read_csv(Path(d) / "scores.csv")["reward_eval"]
+                            for d in group["run_dir"]]).dropna()
+        ax.hist(values, bins=40, alpha=0.5, density=True, label=f"{method} (n={len(values)})")
+    ax.set_xlabel("evaluation reward (eval copy)")
+    ax.set_ylabel("density")
+    ax.legend()
+    _save(fig, path)
+
+
+def plot_reward_vs_loglik(runs: pd.DataFrame, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, group in runs.groupby("method"):
+        ax.scatter(group["loglik_pretrained"], group["reward_eval_mean"], label=method, s=40)
+    ax.set_xlabel("log-likelihood under the pretrained model (nats / design)")
+    ax.set_ylabel("mean evaluation reward")
+    ax.legend()
+    _save(fig, path)
+
+
+def plot_training_curves(runs: pd.DataFrame, results_dir: Path, path: Path) -> None:
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4))
+    for domain in runs["domain"].unique():
+        log = results_dir / domain / "pretrained" / "train_log.csv"
+        if log.exists():
+            curve = pd.read_csv(log)
+            ax0.plot(curve["step"], curve["loss"].rolling(5, min_periods=1).mean(), label=domain)
+    ax0.set_xlabel("pretraining step")
+    ax0.set_ylabel("NELBO per token (nats)")
+    ax0.legend()
+    for _, run in runs[runs["method"] != "pretrained"].iterrows():
+        log = Path(run["run_dir"]) / "train_log.csv"
+        if log.exists():
+            curve = pd.read_csv(log)
+            ax1.plot(curve["oracle_calls"], curve["reward_mean"], marker="o",
+                     label=f"{run['method']} s{run['seed']}")
+    ax1.set_xlabel("fine-tuning oracle calls")
+    ax1.set_ylabel("mean fine-tuning reward of the round's samples")
+    ax1.legend(fontsize=7)
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
+def reward_model_section(results_dir: Path, domains) -> str:
+    lines = []
+    for domain in domains:
+        for copy in ("ft", "eval"):
+            path = results_dir / domain / "rewards" / copy / "metrics.json"
+            if path.exists():
+                m = json.loads(path.read_text())
+                lines.append(f"- {domain} `{copy}` copy: held-out accuracy {m['accuracy']:.3f} "
+                             f"on {m['n_test']} test sequences (trained on {m['n_train']})")
+        manifest = results_dir / domain / "pretrained" / "manifest.json"
+        if manifest.exists():
+            m = json.loads(manifest.read_text())
+            res = m.get("results", {})
+            lines.append(f"- {domain} pretrained model: validation ELBO "
+                         f"{res.get('valid_nats_per_base', float('nan')):.4f} nats/base, "
+                         f"{m['params']['train']['steps']} steps in {m['wall_time_s']:.0f} s")
+    return "\n".join(lines)
+
+
+def build_report(results_dir: Path, metrics_paths: list[Path], out_dir: Path) -> Path:
+    results_dir, out_dir = Path(results_dir), Path(out_dir)
+    runs = load_runs(metrics_paths)
+    table = method_table(runs)
+    with atomic_path(out_dir / "runs.csv") as tmp:
+        runs.to_csv(tmp, index=False)
+    with atomic_path(out_dir / "summary.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    sections = ["# Campaign report", "",
+                "Evaluation uses the `eval` reward copy (trained on chromosomes disjoint from the "
+                "`ft` copy that steers fine-tuning). `oracle_calls` counts fine-tuning reward "
+                "calls; every method in a campaign has the same budget. Mean ± std over seeds.",
+                "", "## Models", reward_model_section(results_dir, runs["domain"].unique()), ""]
+    for (domain, campaign), group in runs.groupby(["domain", "campaign"]):
+        stem = f"{domain}_{campaign}"
+        plot_reward_distributions(group, out_dir / f"{stem}_reward_hist.png")
+        plot_reward_vs_loglik(group, out_dir / f"{stem}_reward_vs_loglik.png")
+        plot_training_curves(group, results_dir, out_dir / f"{stem}_training.png")
+        sub = table[(table["domain"] == domain) & (table["campaign"] == campaign)]
+        sections += [f"## {domain} / {campaign}", "", markdown_table(sub), "",
+                     f"![reward distributions]({stem}_reward_hist.png)",
+                     f"![reward vs log-likelihood]({stem}_reward_vs_loglik.png)",
+                     f"![training curves]({stem}_training.png)", ""]
+    write_text(out_dir / "report.md", "\n".join(sections) + "\n")
+    return out_dir / "report.md"

@@ -1,0 +1,15 @@
+rule prepare_data:
+    output:
+        expand("{{results}}/{{domain}}/data/{split}.fasta", split=["train", "valid", "test"]),
+        labels="{results}/{domain}/data/labels.tsv",
+        manifest="{results}/{domain}/data/manifest.json",
+    params:
+        cfg=lambda w: as_json(domain_cfg(w.domain, "data")),
+        out=lambda w: f"{w.results}/{w.domain}/data",
+    log:
+        "{results}/logs/{domain}/prepare_data.log",
+    benchmark:
+        "{results}/benchmarks/{domain}/prepare_data.tsv"
+    shell:
+        "rewarddiff prepare --domain {wildcards.domain} --params {params.cfg} "
+        "--out-dir {params.out} > {log} 2>&1"

@@ -1,0 +1,21 @@
+rule pretrain:
+    """Pretrain the diffusion model; re-running after an interruption resumes."""
+    input:
+        train="{results}/{domain}/data/train.fasta",
+    output:
+        model="{results}/{domain}/pretrained/model.safetensors",
+        log_csv="{results}/{domain}/pretrained/train_log.csv",
+    params:
+        cfg=lambda w: as_json(domain_cfg(w.domain, "pretrain")),
+        data=lambda w: f"{w.results}/{w.domain}/data",
+        out=lambda w: f"{w.results}/{w.domain}/pretrained",
+    threads: 1
+    resources:
+        gpu=lambda w: config.get("gpus_per_job", 0),
+    log:
+        "{results}/logs/{domain}/pretrain.log",
+    benchmark:
+        "{results}/benchmarks/{domain}/pretrain.tsv"
+    shell:
+        "rewarddiff pretrain --domain {wildcards.domain} --threads {threads} "
+        "--params {params.cfg} --data-dir {params.data} --out-dir {params.out} > {log} 2>&1"

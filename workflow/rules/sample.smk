@@ -1,0 +1,37 @@
+def sample_model(w):
+    if w.method == "pretrained":
+        return f"{w.results}/{w.domain}/pretrained/model.safetensors"
+    return f"{w.results}/{w.domain}/campaigns/{w.campaign}/{w.method}/seed{w.seed}/model.safetensors"
+
+
+def n_samples(w):
+    rows = CAMPAIGNS[CAMPAIGNS["campaign"] == w.campaign]
+    return int(rows["n_samples"].astype(int).max())
+
+
+rule sample:
+    """Designs from a fine-tuned model (best_of_n: its selection; pretrained: the baseline)."""
+    input:
+        model=sample_model,
+    output:
+        designs="{results}/{domain}/campaigns/{campaign}/{method}/seed{seed}/designs.fasta",
+    wildcard_constraints:
+        seed=r"\d+",
+    params:
+        n=n_samples,
+        # best_of_n's selection is written next to its model by the finetune stage
+        selected=lambda w, input: (
+            f"--selected {os.path.dirname(input.model)}/selected.fasta"
+            if w.method == "best_of_n" else ""
+        ),
+        # distinct seeds for baseline sampling and fine-tuned sampling
+        seed=lambda w: 1000 + int(w.seed),
+    threads: 1
+    log:
+        "{results}/logs/{domain}/sample_{campaign}_{method}_seed{seed}.log",
+    benchmark:
+        "{results}/benchmarks/{domain}/sample_{campaign}_{method}_seed{seed}.tsv"
+    shell:
+        "rewarddiff sample --domain {wildcards.domain} --threads {threads} "
+        "--model {input.model} {params.selected} --n {params.n} --seed {params.seed} "
+        "--out {output.designs} > {log} 2>&1"

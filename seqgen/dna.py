@@ -180,7 +180,8 @@ class DNADomain:
         return decode(tokens, self.alphabet)
 
     def read_designs(self, path: Path) -> list[str]:
-        return read_fasta(path, self.alphabet, self.length)[1]
+        """Any-length DNA FASTA (oracles score any length; metrics need equal lengths)."""
+        return read_fasta(path, self.alphabet)[1]
 
     def write_designs(self, path: Path, designs: list[str], scores: dict[str, np.ndarray]) -> None:
         desc = [" ".join(f"{k}={v[i]:.4g}" for k, v in scores.items()) for i in range(len(designs))]

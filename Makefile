@@ -23,6 +23,8 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/snakemake --snakefile Snakefile --configfile config/demo/config.yaml \
 		--profile workflow/profiles/default --cores $(CORES)
+	$(VENV)/bin/snakemake --snakefile Snakefile --configfile config/demo/config.yaml \
+		--cores 1 --report results/report/report.html
 	@echo "Report: $(CURDIR)/results/report/report.md (tables, plots and report.html beside it)"
 
 test: $(STAMP)

@@ -24,26 +24,42 @@ def prepare(domain: str, params: dict, out_dir: Path) -> dict:
     return summary
 
 
-def train_reward(domain: str, params: dict, data_dir: Path, out_dir: Path,
-                 copies: tuple[str, ...] = ("ft", "eval")) -> dict:
+def train_reward(
+    domain: str,
+    params: dict,
+    data_dir: Path,
+    out_dir: Path,
+    copies: tuple[str, ...] = ("ft", "eval"),
+) -> dict:
     manifest = Manifest("train_reward", {"data_dir": str(data_dir)}, params, params.get("seed"))
     results = get_domain(domain).train_reward(params, Path(data_dir), Path(out_dir), copies)
     manifest.write(Path(out_dir) / f"manifest_{'_'.join(copies)}.json", held_out=results)
     return results
 
 
-def pretrain(domain: str, params: dict, data_dir: Path, out_dir: Path,
-             stop_at_step: int | None = None) -> dict:
-    manifest = Manifest("pretrain", {"data_dir": str(data_dir)}, params,
-                        params.get("train", {}).get("seed", 0))
+def pretrain(
+    domain: str, params: dict, data_dir: Path, out_dir: Path, stop_at_step: int | None = None
+) -> dict:
+    manifest = Manifest(
+        "pretrain", {"data_dir": str(data_dir)}, params, params.get("train", {}).get("seed", 0)
+    )
     results = get_domain(domain).pretrain(params, Path(data_dir), Path(out_dir), stop_at_step)
     if stop_at_step is None:
         manifest.write(Path(out_dir) / "manifest.json", results=results)
     return results
 
 
-def finetune(domain: str, method: str, params: dict, objective: dict, pretrained: Path,
-             reward_model: Path, data_dir: Path | None, seed: int, out_dir: Path) -> dict:
+def finetune(
+    domain: str,
+    method: str,
+    params: dict,
+    objective: dict,
+    pretrained: Path,
+    reward_model: Path,
+    data_dir: Path | None,
+    seed: int,
+    out_dir: Path,
+) -> dict:
     """Steer the pretrained generator toward ``objective`` with ``method``.
 
     Writes ``model.safetensors`` (the fine-tuned generator; unchanged weights for methods that
@@ -54,22 +70,27 @@ def finetune(domain: str, method: str, params: dict, objective: dict, pretrained
         raise UserError(f"unknown method {method!r} (known: {', '.join(METHODS)})")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = Manifest("finetune", {"pretrained": str(pretrained), "reward_model":
-                                     str(reward_model)}, params | {"method": method,
-                                                                   "objective": objective}, seed)
+    manifest = Manifest(
+        "finetune",
+        {"pretrained": str(pretrained), "reward_model": str(reward_model)},
+        params | {"method": method, "objective": objective},
+        seed,
+    )
     dom = get_domain(domain)
     generator = dom.load_generator(pretrained)
     reference = generator.frozen_copy()
     reward = CountingReward(dom.reward_function(objective["reward"], reward_model))
-    task = FinetuneTask(generator, reference, reward, dom.diversity, seed,
-                        out_dir / "train_log.csv")
+    task = FinetuneTask(
+        generator, reference, reward, dom.diversity, seed, out_dir / "train_log.csv"
+    )
     run, config_cls = METHODS[method]
     cfg = dataclass_from(config_cls, params, f"finetune.{method}")
     if method == "best_of_n":
         selected = run(task, cfg)
         scores = {"reward_ft": reward.fn(selected)}  # re-scored for the header, not counted
-        dom.write_designs(out_dir / f"selected{dom.design_suffix}", dom.to_designs(selected),
-                          scores)
+        dom.write_designs(
+            out_dir / f"selected{dom.design_suffix}", dom.to_designs(selected), scores
+        )
     else:
         data = None
         if getattr(cfg, "data_mix", 0) > 0:
@@ -81,8 +102,9 @@ def finetune(domain: str, method: str, params: dict, objective: dict, pretrained
     return summary
 
 
-def sample(domain: str, model: Path, n: int, seed: int, out: Path,
-           selected: Path | None = None) -> None:
+def sample(
+    domain: str, model: Path, n: int, seed: int, out: Path, selected: Path | None = None
+) -> None:
     """Draw ``n`` designs from ``model`` (or copy a selection made during fine-tuning)."""
     dom = get_domain(domain)
     t0 = time.time()
@@ -94,16 +116,24 @@ def sample(domain: str, model: Path, n: int, seed: int, out: Path,
         tokens, _ = gen.sample(n, torch.Generator().manual_seed(seed))
         designs = dom.to_designs(tokens)
     dom.write_designs(out, designs, {})
-    Manifest("sample", {"model": str(model), "selected": str(selected)}, {"n": n},
-             seed).write(Path(out).with_suffix(".manifest.json"),
-                         sampling_wall_s=round(time.time() - t0, 2))
+    Manifest("sample", {"model": str(model), "selected": str(selected)}, {"n": n}, seed).write(
+        Path(out).with_suffix(".manifest.json"), sampling_wall_s=round(time.time() - t0, 2)
+    )
 
 
-def score(domain: str, designs_path: Path, oracles: list[str], out: Path,
-          reward_model: Path | None = None, objective: dict | None = None,
-          ft_reward_model: Path | None = None, metrics_out: Path | None = None,
-          metrics_params: dict | None = None, data_dir: Path | None = None,
-          pretrained: Path | None = None) -> pd.DataFrame:
+def score(
+    domain: str,
+    designs_path: Path,
+    oracles: list[str],
+    out: Path,
+    reward_model: Path | None = None,
+    objective: dict | None = None,
+    ft_reward_model: Path | None = None,
+    metrics_out: Path | None = None,
+    metrics_params: dict | None = None,
+    data_dir: Path | None = None,
+    pretrained: Path | None = None,
+) -> pd.DataFrame:
     """``scores.csv``: one row per design, one column per oracle (NaN = failed), plus the
     objective under the fine-tuning and evaluation reward copies; optional ``metrics.json``."""
     dom = get_domain(domain)
@@ -126,9 +156,11 @@ def score(domain: str, designs_path: Path, oracles: list[str], out: Path,
             values = table[col].to_numpy(dtype=float)
             finite = values[np.isfinite(values)]
             result[f"{col}_mean"] = float(finite.mean()) if len(finite) else float("nan")
-            result[f"{col}_top10"] = (float(np.sort(finite)[-max(1, len(finite) // 10):].mean())
-                                      if len(finite) else float("nan"))
+            result[f"{col}_top10"] = (
+                float(np.sort(finite)[-max(1, len(finite) // 10) :].mean())
+                if len(finite)
+                else float("nan")
+            )
             result[f"{col}_failed"] = int(len(values) - len(finite))
         write_json(metrics_out, result)
     return table
-

@@ -41,8 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", type=Path, required=True)
 
     p = stage("train-reward", "train the ft/eval reward-model copies", "reward")
-    p.add_argument("--copy", choices=["ft", "eval"], action="append",
-                   help="train only this copy (repeatable; default both)")
+    p.add_argument(
+        "--copy",
+        choices=["ft", "eval"],
+        action="append",
+        help="train only this copy (repeatable; default both)",
+    )
     p.add_argument("--data-dir", type=Path, required=True)
     p.add_argument("--out-dir", type=Path, required=True)
 
@@ -54,8 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = stage("finetune", "steer a pretrained model toward an objective", None)
     p.add_argument("--method", required=True)
     p.add_argument("--params", type=_json, default={}, help="method parameters as JSON")
-    p.add_argument("--objective", type=_json, required=True,
-                   help='JSON: {"reward": [{"oracle": spec, "weight": w, "transform": {...}}]}')
+    p.add_argument(
+        "--objective",
+        type=_json,
+        required=True,
+        help='JSON: {"reward": [{"oracle": spec, "weight": w, "transform": {...}}]}',
+    )
     p.add_argument("--pretrained", type=Path, required=True)
     p.add_argument("--reward-model", type=Path, required=True, help="the ft reward copy")
     p.add_argument("--data-dir", type=Path)
@@ -83,8 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="tables and plots from scored campaigns")
     p.add_argument("--results-dir", type=Path, required=True)
-    p.add_argument("--metrics", type=Path, nargs="+", required=True,
-                   help="<results>/<domain>/campaigns/<campaign>/<method>/seed<s>/metrics.json")
+    p.add_argument(
+        "--metrics",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="<results>/<domain>/campaigns/<campaign>/<method>/seed<s>/metrics.json",
+    )
     p.add_argument("--out-dir", type=Path, required=True)
 
     p = sub.add_parser("oracles", help="list registered oracles of a domain")
@@ -107,16 +120,30 @@ def run(args: argparse.Namespace) -> None:
             print(json.dumps(campaign.prepare(args.domain, args.params, args.out_dir), indent=1))
         case "train-reward":
             copies = tuple(args.copy or ("ft", "eval"))
-            result = campaign.train_reward(args.domain, args.params, args.data_dir, args.out_dir,
-                                           copies)
+            result = campaign.train_reward(
+                args.domain, args.params, args.data_dir, args.out_dir, copies
+            )
             print(json.dumps({k: v["accuracy"] for k, v in result.items()}))
         case "pretrain":
-            print(json.dumps(campaign.pretrain(args.domain, args.params, args.data_dir,
-                                               args.out_dir, args.stop_at_step)))
+            print(
+                json.dumps(
+                    campaign.pretrain(
+                        args.domain, args.params, args.data_dir, args.out_dir, args.stop_at_step
+                    )
+                )
+            )
         case "finetune":
-            result = campaign.finetune(args.domain, args.method, args.params, args.objective,
-                                       args.pretrained, args.reward_model, args.data_dir,
-                                       args.seed, args.out_dir)
+            result = campaign.finetune(
+                args.domain,
+                args.method,
+                args.params,
+                args.objective,
+                args.pretrained,
+                args.reward_model,
+                args.data_dir,
+                args.seed,
+                args.out_dir,
+            )
             print(f"oracle calls: {result['oracle_calls']}")
         case "sample":
             campaign.sample(args.domain, args.model, args.n, args.seed, args.out, args.selected)
@@ -124,9 +151,19 @@ def run(args: argparse.Namespace) -> None:
             oracles = [o for o in args.oracles.split(",") if o]
             if not oracles and args.objective is None:
                 raise UserError("score: give --oracles and/or --objective")
-            table = campaign.score(args.domain, args.input, oracles, args.out, args.reward_model,
-                                   args.objective, args.ft_reward_model, args.metrics_out,
-                                   args.metrics_params, args.data_dir, args.pretrained)
+            table = campaign.score(
+                args.domain,
+                args.input,
+                oracles,
+                args.out,
+                args.reward_model,
+                args.objective,
+                args.ft_reward_model,
+                args.metrics_out,
+                args.metrics_params,
+                args.data_dir,
+                args.pretrained,
+            )
             print(table.drop(columns="design").describe().loc[["count", "mean"]].to_string())
         case "report":
             from rewarddiff.report import build_report
@@ -135,9 +172,11 @@ def run(args: argparse.Namespace) -> None:
         case "oracles":
             from rewarddiff.oracles.registry import available
 
-            for name, info in available(args.domain).items():
-                print(f"{info.name:28s} {info.direction:9s} {info.units:12s} {info.cost:9s}"
-                      f"{'differentiable ' if info.differentiable else ''}{info.description}")
+            for info in available(args.domain).values():
+                print(
+                    f"{info.name:28s} {info.direction:9s} {info.units:12s} {info.cost:9s}"
+                    f"{'differentiable ' if info.differentiable else ''}{info.description}"
+                )
 
 
 def main(argv: list[str] | None = None) -> int:

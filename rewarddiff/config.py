@@ -51,8 +51,9 @@ def load_config(path: str | Path) -> dict:
     return validate(data, "config.schema.yaml", str(path))
 
 
-def stage_params(config_path: str | Path | None, domain: str, section: str,
-                 inline: dict | None) -> dict:
+def stage_params(
+    config_path: str | Path | None, domain: str, section: str, inline: dict | None
+) -> dict:
     """Parameters of one stage: inline JSON (from Snakemake) wins over the config file."""
     if inline is not None:
         return inline

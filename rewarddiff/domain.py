@@ -41,8 +41,9 @@ class Domain(Protocol):
 
     def score(self, designs: Any, oracles: list[str], reward_dir: Path | None) -> dict: ...
 
-    def metrics(self, designs: Any, params: dict, data_dir: Path, reward_dir: Path,
-                pretrained: Path | None) -> dict: ...
+    def metrics(
+        self, designs: Any, params: dict, data_dir: Path, reward_dir: Path, pretrained: Path | None
+    ) -> dict: ...
 
 
 def register_domain(domain: Domain) -> Domain:

@@ -30,32 +30,56 @@ class MaskedSequenceGenerator:
         return dataclasses.replace(self, net=copy.deepcopy(self.net).eval().requires_grad_(False))
 
     @torch.no_grad()
-    def sample(self, num: int, generator: torch.Generator | None = None,
-               reference: MaskedSequenceGenerator | None = None, label: int | None = None,
-               guidance: float = 0.0) -> tuple[Tensor, Tensor | None]:
+    def sample(
+        self,
+        num: int,
+        generator: torch.Generator | None = None,
+        reference: MaskedSequenceGenerator | None = None,
+        label: int | None = None,
+        guidance: float = 0.0,
+    ) -> tuple[Tensor, Tensor | None]:
         """Tokens (num, length) and, with ``reference``, the path KL to it (num,) in nats."""
         self.net.eval()
         tokens, kls = [], []
         for start in range(0, num, self.sample_batch):
             b = min(self.sample_batch, num - start)
             labels = None if label is None else torch.full((b,), label, dtype=torch.long)
-            out = self.diffusion.sample(self.net, b, self.length, self.sampling_steps, labels,
-                                        guidance, reference.net if reference else None, generator)
+            out = self.diffusion.sample(
+                self.net,
+                b,
+                self.length,
+                self.sampling_steps,
+                labels,
+                guidance,
+                reference.net if reference else None,
+                generator,
+            )
             tokens.append(out[0] if reference else out)
             if reference:
                 kls.append(out[1])
         return torch.cat(tokens), (torch.cat(kls) if reference else None)
 
-    def loss(self, x: Tensor, weights: Tensor | None = None, label: Tensor | None = None,
-             generator: torch.Generator | None = None) -> Tensor:
+    def loss(
+        self,
+        x: Tensor,
+        weights: Tensor | None = None,
+        label: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
         self.net.train()
         return self.diffusion.loss(self.net, x, label, weights, generator)
 
     @torch.no_grad()
-    def log_likelihood(self, x: Tensor, num_t: int = 16,
-                       generator: torch.Generator | None = None) -> Tensor:
+    def log_likelihood(
+        self, x: Tensor, num_t: int = 16, generator: torch.Generator | None = None
+    ) -> Tensor:
         """ELBO of log p(x) in nats per sequence: (n,)."""
         self.net.eval()
-        return torch.cat([self.diffusion.log_likelihood(self.net, x[i : i + self.sample_batch],
-                                                        num_t=num_t, generator=generator)
-                          for i in range(0, len(x), self.sample_batch)])
+        return torch.cat(
+            [
+                self.diffusion.log_likelihood(
+                    self.net, x[i : i + self.sample_batch], num_t=num_t, generator=generator
+                )
+                for i in range(0, len(x), self.sample_batch)
+            ]
+        )

@@ -20,7 +20,7 @@ from rewarddiff import UserError, __version__
 
 @contextmanager
 def atomic_path(path: str | Path):
-    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temp path beside ``path``; rename it onto ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -79,10 +79,6 @@ def save_model(path: str | Path, model: torch.nn.Module, config: dict) -> None:
     save_tensors(path, model.state_dict(), config)
 
 
-def load_model_config(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    return load_tensors(path)
-
-
 def flatten_state(prefix: str, state) -> tuple[dict[str, torch.Tensor], object]:
     """Split a nested state (optimizer/RNG) into tensors and a JSON skeleton referencing them."""
     tensors: dict[str, torch.Tensor] = {}
@@ -92,8 +88,12 @@ def flatten_state(prefix: str, state) -> tuple[dict[str, torch.Tensor], object]:
             tensors[key] = obj
             return {"__tensor__": key}
         if isinstance(obj, dict):
-            return {"__dict__": [[walk(k, f"{key}.k{i}"), walk(v, f"{key}.{i}")]
-                                 for i, (k, v) in enumerate(obj.items())]}
+            return {
+                "__dict__": [
+                    [walk(k, f"{key}.k{i}"), walk(v, f"{key}.{i}")]
+                    for i, (k, v) in enumerate(obj.items())
+                ]
+            }
         if isinstance(obj, (list, tuple)):
             return {"__list__": [walk(v, f"{key}.{i}") for i, v in enumerate(obj)]}
         return obj
@@ -106,8 +106,10 @@ def unflatten_state(skeleton, tensors: dict[str, torch.Tensor]):
         if "__tensor__" in skeleton:
             return tensors[skeleton["__tensor__"]]
         if "__dict__" in skeleton:
-            return {unflatten_state(k, tensors): unflatten_state(v, tensors)
-                    for k, v in skeleton["__dict__"]}
+            return {
+                unflatten_state(k, tensors): unflatten_state(v, tensors)
+                for k, v in skeleton["__dict__"]
+            }
         if "__list__" in skeleton:
             return [unflatten_state(v, tensors) for v in skeleton["__list__"]]
     return skeleton
@@ -115,8 +117,13 @@ def unflatten_state(skeleton, tensors: dict[str, torch.Tensor]):
 
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            timeout=5,
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -136,9 +143,16 @@ class Manifest:
     """``manifest.json`` for a stage: inputs, params, versions, git commit, seed, wall time."""
 
     def __init__(self, stage: str, inputs: dict, params: dict, seed: int | None = None):
-        self.record = {"stage": stage, "inputs": inputs, "params": params, "seed": seed,
-                       "versions": package_versions(), "git_commit": git_commit(),
-                       "host": platform.node(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        self.record = {
+            "stage": stage,
+            "inputs": inputs,
+            "params": params,
+            "seed": seed,
+            "versions": package_versions(),
+            "git_commit": git_commit(),
+            "host": platform.node(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
         self._t0 = time.time()
 
     def write(self, path: str | Path, **results) -> None:

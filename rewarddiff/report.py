@@ -16,10 +16,19 @@ from rewarddiff.io import atomic_path, write_text  # noqa: E402
 
 # columns of the method table, in order, with the direction that is better
 TABLE_COLUMNS = {
-    "reward_eval_mean": "↑", "reward_eval_top10": "↑", "reward_ft_mean": "↑",
-    "target_fraction": "↑", "target_prob": "↑", "loglik_pretrained": "↑",
-    "kmer3_pearson": "↑", "jaspar_pearson": "↑", "diversity": "↑", "memorisation": "↓",
-    "oracle_calls": "", "finetune_wall_s": "",
+    "reward_eval_mean": "↑",
+    "reward_eval_top10": "↑",
+    "reward_ft_mean": "↑",
+    "target_fraction": "↑",
+    "target_prob": "↑",
+    "loglik_pretrained": "↑",
+    "path_kl": "↓",
+    "kmer3_pearson": "↑",
+    "jaspar_pearson": "↑",
+    "diversity": "↑",
+    "memorisation": "↓",
+    "oracle_calls": "",
+    "finetune_wall_s": "",
 }
 
 
@@ -27,10 +36,16 @@ def parse_run(path: Path) -> dict:
     """``.../<domain>/campaigns/<campaign>/<method>/seed<s>/metrics.json`` → identifiers."""
     parts = Path(path).parts
     if len(parts) < 6 or parts[-5] != "campaigns" or not parts[-2].startswith("seed"):
-        raise UserError(f"{path}: not a campaign metrics path "
-                        f"(<domain>/campaigns/<campaign>/<method>/seed<s>/metrics.json)")
-    return {"domain": parts[-6], "campaign": parts[-4], "method": parts[-3],
-            "seed": int(parts[-2][4:])}
+        raise UserError(
+            f"{path}: not a campaign metrics path "
+            f"(<domain>/campaigns/<campaign>/<method>/seed<s>/metrics.json)"
+        )
+    return {
+        "domain": parts[-6],
+        "campaign": parts[-4],
+        "method": parts[-3],
+        "seed": int(parts[-2][4:]),
+    }
 
 
 def load_runs(metrics_paths: list[Path]) -> pd.DataFrame:
@@ -40,9 +55,12 @@ def load_runs(metrics_paths: list[Path]) -> pd.DataFrame:
         log = Path(path).parent / "train_log.csv"
         manifest = Path(path).parent / "manifest.json"
         if log.exists():
-            row["oracle_calls"] = int(pd.read_csv(log)["oracle_calls"].max())
+            rounds = pd.read_csv(log)
+            row["oracle_calls"] = int(rounds["oracle_calls"].max())
+            # path KL to p_pre of the last round's samples (nats per design)
+            row["path_kl"] = float(rounds["path_kl"].iloc[-1])
         else:
-            row["oracle_calls"] = 0
+            row["oracle_calls"], row["path_kl"] = 0, 0.0  # the pretrained model itself
         if manifest.exists():
             row["finetune_wall_s"] = json.loads(manifest.read_text())["wall_time_s"]
         rows.append(row | {"run_dir": str(Path(path).parent)})
@@ -57,8 +75,9 @@ def method_table(runs: pd.DataFrame) -> pd.DataFrame:
     table["seeds"] = grouped.size()
     order = {"pretrained": 0, "best_of_n": 1}
     return table.reset_index().sort_values(
-        ["domain", "campaign", "method"], key=lambda s: s.map(order).fillna(2)
-        if s.name == "method" else s)
+        ["domain", "campaign", "method"],
+        key=lambda s: s.map(order).fillna(2) if s.name == "method" else s,
+    )
 
 
 def markdown_table(table: pd.DataFrame) -> str:
@@ -77,8 +96,9 @@ def markdown_table(table: pd.DataFrame) -> str:
 def plot_reward_distributions(runs: pd.DataFrame, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for method, group in runs.groupby("method"):
-        values = pd.concat([pd.read_csv(Path(d) / "scores.csv")["reward_eval"]
-                            for d in group["run_dir"]]).dropna()
+        values = pd.concat(
+            [pd.read_csv(Path(d) / "scores.csv")["reward_eval"] for d in group["run_dir"]]
+        ).dropna()
         ax.hist(values, bins=40, alpha=0.5, density=True, label=f"{method} (n={len(values)})")
     ax.set_xlabel("evaluation reward (eval copy)")
     ax.set_ylabel("density")
@@ -110,8 +130,12 @@ def plot_training_curves(runs: pd.DataFrame, results_dir: Path, path: Path) -> N
         log = Path(run["run_dir"]) / "train_log.csv"
         if log.exists():
             curve = pd.read_csv(log)
-            ax1.plot(curve["oracle_calls"], curve["reward_mean"], marker="o",
-                     label=f"{run['method']} s{run['seed']}")
+            ax1.plot(
+                curve["oracle_calls"],
+                curve["reward_mean"],
+                marker="o",
+                label=f"{run['method']} s{run['seed']}",
+            )
     ax1.set_xlabel("fine-tuning oracle calls")
     ax1.set_ylabel("mean fine-tuning reward of the round's samples")
     ax1.legend(fontsize=7)
@@ -132,15 +156,19 @@ def reward_model_section(results_dir: Path, domains) -> str:
             path = results_dir / domain / "rewards" / copy / "metrics.json"
             if path.exists():
                 m = json.loads(path.read_text())
-                lines.append(f"- {domain} `{copy}` copy: held-out accuracy {m['accuracy']:.3f} "
-                             f"on {m['n_test']} test sequences (trained on {m['n_train']})")
+                lines.append(
+                    f"- {domain} `{copy}` copy: held-out accuracy {m['accuracy']:.3f} "
+                    f"on {m['n_test']} test sequences (trained on {m['n_train']})"
+                )
         manifest = results_dir / domain / "pretrained" / "manifest.json"
         if manifest.exists():
             m = json.loads(manifest.read_text())
             res = m.get("results", {})
-            lines.append(f"- {domain} pretrained model: validation ELBO "
-                         f"{res.get('valid_nats_per_base', float('nan')):.4f} nats/base, "
-                         f"{m['params']['train']['steps']} steps in {m['wall_time_s']:.0f} s")
+            lines.append(
+                f"- {domain} pretrained model: validation ELBO "
+                f"{res.get('valid_nats_per_base', float('nan')):.4f} nats/base, "
+                f"{m['params']['train']['steps']} steps in {m['wall_time_s']:.0f} s"
+            )
     return "\n".join(lines)
 
 
@@ -152,20 +180,32 @@ def build_report(results_dir: Path, metrics_paths: list[Path], out_dir: Path) ->
         runs.to_csv(tmp, index=False)
     with atomic_path(out_dir / "summary.csv") as tmp:
         table.to_csv(tmp, index=False)
-    sections = ["# Campaign report", "",
-                "Evaluation uses the `eval` reward copy (trained on chromosomes disjoint from the "
-                "`ft` copy that steers fine-tuning). `oracle_calls` counts fine-tuning reward "
-                "calls; every method in a campaign has the same budget. Mean ± std over seeds.",
-                "", "## Models", reward_model_section(results_dir, runs["domain"].unique()), ""]
+    sections = [
+        "# Campaign report",
+        "",
+        "Evaluation uses the `eval` reward copy (trained on chromosomes disjoint from the "
+        "`ft` copy that steers fine-tuning). `oracle_calls` counts fine-tuning reward "
+        "calls; every method in a campaign has the same budget. Mean ± std over seeds.",
+        "",
+        "## Models",
+        reward_model_section(results_dir, runs["domain"].unique()),
+        "",
+    ]
     for (domain, campaign), group in runs.groupby(["domain", "campaign"]):
         stem = f"{domain}_{campaign}"
         plot_reward_distributions(group, out_dir / f"{stem}_reward_hist.png")
         plot_reward_vs_loglik(group, out_dir / f"{stem}_reward_vs_loglik.png")
         plot_training_curves(group, results_dir, out_dir / f"{stem}_training.png")
         sub = table[(table["domain"] == domain) & (table["campaign"] == campaign)]
-        sections += [f"## {domain} / {campaign}", "", markdown_table(sub), "",
-                     f"![reward distributions]({stem}_reward_hist.png)",
-                     f"![reward vs log-likelihood]({stem}_reward_vs_loglik.png)",
-                     f"![training curves]({stem}_training.png)", ""]
+        sections += [
+            f"## {domain} / {campaign}",
+            "",
+            markdown_table(sub),
+            "",
+            f"![reward distributions]({stem}_reward_hist.png)",
+            f"![reward vs log-likelihood]({stem}_reward_vs_loglik.png)",
+            f"![training curves]({stem}_training.png)",
+            "",
+        ]
     write_text(out_dir / "report.md", "\n".join(sections) + "\n")
     return out_dir / "report.md"

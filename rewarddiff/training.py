@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from rewarddiff.io import atomic_path, flatten_state, load_tensors, save_tensors, unflatten_state
+from rewarddiff.io import flatten_state, load_tensors, save_tensors, unflatten_state
 
 
 @dataclass
@@ -53,9 +53,15 @@ class NonFiniteLoss(RuntimeError):
     pass
 
 
-def train(model: nn.Module, loss_fn: Callable[[nn.Module, object], torch.Tensor],
-          batch_fn: Callable[[torch.Tensor], object], num_examples: int, cfg: TrainConfig,
-          out_dir: str | Path, stop_at_step: int | None = None) -> EMA:
+def train(
+    model: nn.Module,
+    loss_fn: Callable[[nn.Module, object], torch.Tensor],
+    batch_fn: Callable[[torch.Tensor], object],
+    num_examples: int,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    stop_at_step: int | None = None,
+) -> EMA:
     """Train ``model`` in place; resume from ``out_dir/checkpoint.safetensors`` if present.
 
     ``stop_at_step`` ends the run early after checkpointing (used to test interruption).
@@ -75,7 +81,8 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, object], torch.Tensor]
     elif log_path.exists():
         log_path.unlink()
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)), last_epoch=step - 1)
+        opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)), last_epoch=step - 1
+    )
 
     rows, t0 = [], time.time()
     bar = tqdm(total=cfg.steps, initial=step, desc="train", mininterval=5, disable=None)
@@ -84,8 +91,10 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, object], torch.Tensor]
         batch = batch_fn(torch.randint(num_examples, (cfg.batch_size,), generator=gen))
         loss = loss_fn(model, batch)
         if not math.isfinite(loss.item()):
-            raise NonFiniteLoss(f"loss is {loss.item()} at step {step + 1}; stopping "
-                                f"(last good checkpoint: {ckpt_path})")
+            raise NonFiniteLoss(
+                f"loss is {loss.item()} at step {step + 1}; stopping "
+                f"(last good checkpoint: {ckpt_path})"
+            )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -94,11 +103,19 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, object], torch.Tensor]
         ema.update(model)
         step += 1
         bar.update(1)
-        rows.append({"step": step, "loss": loss.item(), "grad_norm": float(grad_norm),
-                     "lr": schedule.get_last_lr()[0], "elapsed_s": round(time.time() - t0, 2)})
+        rows.append(
+            {
+                "step": step,
+                "loss": loss.item(),
+                "grad_norm": float(grad_norm),
+                "lr": schedule.get_last_lr()[0],
+                "elapsed_s": round(time.time() - t0, 2),
+            }
+        )
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or step == stop_at_step:
-            _append_log(log_path, [r for r in rows if r["step"] % cfg.log_every == 0
-                                   or r["step"] == step])
+            _append_log(
+                log_path, [r for r in rows if r["step"] % cfg.log_every == 0 or r["step"] == step]
+            )
             rows = []
             save_checkpoint(ckpt_path, model, ema, opt, gen, step, asdict(cfg))
         if step == stop_at_step:
@@ -120,10 +137,12 @@ def _append_log(path: Path, rows: list[dict]) -> None:
 
 def save_checkpoint(path, model, ema, opt, gen, step, config) -> None:
     opt_tensors, opt_skeleton = flatten_state("optim", opt.state_dict())
-    tensors = ({f"model.{k}": v for k, v in model.state_dict().items()}
-               | {f"ema.{k}": v for k, v in ema.model.state_dict().items()}
-               | opt_tensors
-               | {"rng.torch": torch.get_rng_state(), "rng.generator": gen.get_state()})
+    tensors = (
+        {f"model.{k}": v for k, v in model.state_dict().items()}
+        | {f"ema.{k}": v for k, v in ema.model.state_dict().items()}
+        | opt_tensors
+        | {"rng.torch": torch.get_rng_state(), "rng.generator": gen.get_state()}
+    )
     save_tensors(path, tensors, {"step": step, "train_config": config, "optim": opt_skeleton})
 
 
@@ -139,6 +158,3 @@ def load_checkpoint(path, model, ema, opt, gen) -> int:
     torch.set_rng_state(tensors["rng.torch"])
     gen.set_state(tensors["rng.generator"])
     return int(meta["step"])
-
-
-__all__ = ["EMA", "NonFiniteLoss", "TrainConfig", "atomic_path", "train"]

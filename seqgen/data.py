@@ -33,8 +33,9 @@ def decode(tokens: torch.Tensor, alphabet: str = DNA_ALPHABET) -> list[str]:
     return [row.tobytes().decode() for row in letters]
 
 
-def read_fasta(path: str | Path, alphabet: str = DNA_ALPHABET,
-               length: int | None = None) -> tuple[list[str], list[str]]:
+def read_fasta(
+    path: str | Path, alphabet: str = DNA_ALPHABET, length: int | None = None
+) -> tuple[list[str], list[str]]:
     """Read and validate a FASTA file → (ids, upper-case sequences).
 
     Errors name the file, record and problem: invalid letters, empty records, wrong length,
@@ -59,8 +60,9 @@ def read_fasta(path: str | Path, alphabet: str = DNA_ALPHABET,
         bad = sorted(set(seq) - allowed)
         if bad:
             pos = min(seq.index(c) for c in bad) + 1
-            raise UserError(f"{where}: invalid letter {bad[0]!r} at position {pos} "
-                            f"(allowed: {alphabet})")
+            raise UserError(
+                f"{where}: invalid letter {bad[0]!r} at position {pos} (allowed: {alphabet})"
+            )
         if length is not None and len(seq) != length:
             raise UserError(f"{where}: length {len(seq)}, expected {length}")
         ids.append(record.id)
@@ -73,8 +75,9 @@ def read_fasta(path: str | Path, alphabet: str = DNA_ALPHABET,
     return ids, seqs
 
 
-def write_fasta(path: str | Path, ids: list[str], seqs: list[str],
-                descriptions: list[str] | None = None) -> None:
+def write_fasta(
+    path: str | Path, ids: list[str], seqs: list[str], descriptions: list[str] | None = None
+) -> None:
     """Atomic FASTA write, 80 letters per line, optional header descriptions."""
     descriptions = descriptions or [""] * len(ids)
     with atomic_path(path) as tmp, open(tmp, "w") as f:
@@ -94,8 +97,9 @@ def read_labels(path: str | Path, ids: list[str], classes: list[str] | None = No
     table = pd.read_csv(path, sep="\t", dtype=str)
     missing_cols = {"id", "label"} - set(table.columns)
     if missing_cols:
-        raise UserError(f"{path}: missing column(s) {', '.join(sorted(missing_cols))} "
-                        f"(need id and label)")
+        raise UserError(
+            f"{path}: missing column(s) {', '.join(sorted(missing_cols))} (need id and label)"
+        )
     known = set(ids)
     for line, rid in enumerate(table["id"], 2):
         if rid not in known:
@@ -107,8 +111,10 @@ def read_labels(path: str | Path, ids: list[str], classes: list[str] | None = No
     if classes is not None:
         for line, (rid, lab) in enumerate(table[["id", "label"]].itertuples(index=False), 2):
             if lab not in classes:
-                raise UserError(f"{path}: line {line}: unknown label {lab!r} for {rid!r} "
-                                f"(known: {', '.join(classes)})")
+                raise UserError(
+                    f"{path}: line {line}: unknown label {lab!r} for {rid!r} "
+                    f"(known: {', '.join(classes)})"
+                )
     return labels.loc[ids]
 
 
@@ -116,8 +122,10 @@ def package_data_file(package: str, relative: str) -> Path:
     """A data file inside an installed package, found without importing the package."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise UserError(f"package {package!r} is not installed (needed for its data file "
-                        f"{relative}); run `make install`")
+        raise UserError(
+            f"package {package!r} is not installed (needed for its data file "
+            f"{relative}); run `make install`"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / relative
     if not path.exists():
         raise UserError(f"{path}: data file missing from the installed {package!r} package")
@@ -128,10 +136,12 @@ def load_encode_dhs() -> pd.DataFrame:
     """The 47,872 ENCODE DHS sequences (200 bp) with cell type, chromosome and split."""
     table = pd.read_csv(package_data_file("dnadiffusion", f"data/{DHS_FILE}"), sep="\t")
     table["cell_type"] = table["TAG"].str.split("_").str[0]
-    table["split"] = table["data_label"].map({"training": "train", "validation": "valid",
-                                              "test": "test"})
+    table["split"] = table["data_label"].map(
+        {"training": "train", "validation": "valid", "test": "test"}
+    )
     return table[["dhs_id", "chr", "sequence", "cell_type", "split"]].rename(
-        columns={"dhs_id": "id"})
+        columns={"dhs_id": "id"}
+    )
 
 
 def chromosome_halves(chroms: pd.Series) -> pd.Series:

@@ -66,8 +66,11 @@ class DNADomain:
         with atomic_path(out_dir / "labels.tsv") as tmp:
             table[["id", "label", "split", "chr", "half"]].to_csv(tmp, sep="\t", index=False)
         counts = table.groupby(["split", "label"]).size().unstack(fill_value=0)
-        return {"counts": counts.to_dict(orient="index"), "length": self.length,
-                "classes": sorted(table["label"].unique())}
+        return {
+            "counts": counts.to_dict(orient="index"),
+            "length": self.length,
+            "classes": sorted(table["label"].unique()),
+        }
 
     def _user_table(self, params: dict) -> pd.DataFrame:
         """User FASTA + labels TSV (columns id, label, optional split/chr)."""
@@ -91,8 +94,9 @@ class DNADomain:
         return encode(seqs, self.alphabet), labels
 
     # ----- reward models -------------------------------------------------------------------
-    def train_reward(self, params: dict, data_dir: Path, out_dir: Path,
-                     copies: tuple[str, ...] = ("ft", "eval")) -> dict:
+    def train_reward(
+        self, params: dict, data_dir: Path, out_dir: Path, copies: tuple[str, ...] = ("ft", "eval")
+    ) -> dict:
         """Cell-type classifier ensembles on disjoint chromosome halves: ``ft`` trains on half 0
         and steers, ``eval`` trains on half 1 and scores. Writes ``<copy>/model.safetensors``."""
         x_tr, lab_tr = self.load_split(data_dir, "train")
@@ -115,22 +119,37 @@ class DNADomain:
                 torch.manual_seed(params.get("seed", 0) + 100 * half + head)
                 gen = torch.Generator().manual_seed(params.get("seed", 0) + 100 * half + head)
                 net = SequenceClassifier(net_cfg)
-                learned.fit(net, x_tr[rows], y(lab_tr)[rows], x_va, y(lab_va), fit_cfg, gen,
-                            log=lambda m, c=copy: print(c, m, flush=True))
+                learned.fit(
+                    net,
+                    x_tr[rows],
+                    y(lab_tr)[rows],
+                    x_va,
+                    y(lab_va),
+                    fit_cfg,
+                    gen,
+                    log=lambda m, c=copy: print(c, m, flush=True),
+                )
                 heads.append(net)
             logits = torch.stack([learned.predict_batched(h, x_va) for h in heads]).mean(0)
             temperature = learned.fit_temperature(logits, y(lab_va))
             ensemble = learned.RewardEnsemble(heads, "classification", temperature)
             probs, _ = ensemble.predict(x_te)
             pred = probs.argmax(-1)
-            test = {"accuracy": (pred == y(lab_te)).float().mean().item(),
-                    "per_class_accuracy": {c: (pred[y(lab_te) == k] == k).float().mean().item()
-                                           for k, c in enumerate(classes)},
-                    "n_train": int(rows.sum()), "n_test": len(x_te),
-                    "train_chromosomes": sorted(lab_tr.loc[rows.numpy(), "chr"].unique()),
-                    "temperature": temperature}
-            ensemble.save(Path(out_dir) / copy / "model.safetensors",
-                          {"network": net_cfg.to_dict(), "classes": classes, "domain": self.name})
+            test = {
+                "accuracy": (pred == y(lab_te)).float().mean().item(),
+                "per_class_accuracy": {
+                    c: (pred[y(lab_te) == k] == k).float().mean().item()
+                    for k, c in enumerate(classes)
+                },
+                "n_train": int(rows.sum()),
+                "n_test": len(x_te),
+                "train_chromosomes": sorted(lab_tr.loc[rows.numpy(), "chr"].unique()),
+                "temperature": temperature,
+            }
+            ensemble.save(
+                Path(out_dir) / copy / "model.safetensors",
+                {"network": net_cfg.to_dict(), "classes": classes, "domain": self.name},
+            )
             write_json(Path(out_dir) / copy / "metrics.json", test)
             results[copy] = test
         return results
@@ -139,36 +158,62 @@ class DNADomain:
     def build_generator(self, params: dict) -> MaskedSequenceGenerator:
         net_cfg = dataclass_from(CNNConfig, params.get("network"), "pretrain.network")
         net_cfg.vocab_size = len(self.alphabet)
-        diffusion = MaskedDiffusion(len(self.alphabet), num_labels=net_cfg.num_labels,
-                                    label_dropout=params.get("label_dropout", 0.0))
-        config = {"network": net_cfg.to_dict(), "label_dropout": diffusion.label_dropout,
-                  "sampling_steps": params.get("sampling_steps", 100), "length": self.length,
-                  "domain": self.name}
-        return MaskedSequenceGenerator(diffusion, SequenceDenoiser(net_cfg), self.length,
-                                       config["sampling_steps"], config=config)
+        diffusion = MaskedDiffusion(
+            len(self.alphabet),
+            num_labels=net_cfg.num_labels,
+            label_dropout=params.get("label_dropout", 0.0),
+        )
+        config = {
+            "network": net_cfg.to_dict(),
+            "label_dropout": diffusion.label_dropout,
+            "sampling_steps": params.get("sampling_steps", 100),
+            "length": self.length,
+            "domain": self.name,
+        }
+        return MaskedSequenceGenerator(
+            diffusion,
+            SequenceDenoiser(net_cfg),
+            self.length,
+            config["sampling_steps"],
+            config=config,
+        )
 
-    def pretrain(self, params: dict, data_dir: Path, out_dir: Path,
-                 stop_at_step: int | None = None) -> dict:
+    def pretrain(
+        self, params: dict, data_dir: Path, out_dir: Path, stop_at_step: int | None = None
+    ) -> dict:
         x, _ = self.load_split(data_dir, "train")
         gen = self.build_generator(params)
         cfg = dataclass_from(TrainConfig, params.get("train"), "pretrain.train")
         loss_gen = torch.Generator().manual_seed(cfg.seed + 1)
-        ema = train(gen.net, lambda net, batch: gen.diffusion.loss(net, batch, generator=loss_gen),
-                    lambda idx: x[idx], len(x), cfg, out_dir, stop_at_step)
+        ema = train(
+            gen.net,
+            lambda net, batch: gen.diffusion.loss(net, batch, generator=loss_gen),
+            lambda idx: x[idx],
+            len(x),
+            cfg,
+            out_dir,
+            stop_at_step,
+        )
         if stop_at_step is not None:
             return {"stopped_at": stop_at_step}
         save_model(Path(out_dir) / "model.safetensors", ema.model, gen.config)
         x_va, _ = self.load_split(data_dir, "valid")
         gen.net = ema.model
         ll = gen.log_likelihood(x_va[:512], generator=torch.Generator().manual_seed(0))
-        return {"valid_loglik_per_seq": ll.mean().item(),
-                "valid_nats_per_base": -ll.mean().item() / self.length}
+        return {
+            "valid_loglik_per_seq": ll.mean().item(),
+            "valid_nats_per_base": -ll.mean().item() / self.length,
+        }
 
     def load_generator(self, checkpoint: Path) -> MaskedSequenceGenerator:
         tensors, config = load_tensors(checkpoint)
-        gen = self.build_generator({"network": config["network"],
-                                    "label_dropout": config["label_dropout"],
-                                    "sampling_steps": config["sampling_steps"]})
+        gen = self.build_generator(
+            {
+                "network": config["network"],
+                "label_dropout": config["label_dropout"],
+                "sampling_steps": config["sampling_steps"],
+            }
+        )
         gen.net.load_state_dict(tensors)
         return gen
 
@@ -187,8 +232,9 @@ class DNADomain:
         desc = [" ".join(f"{k}={v[i]:.4g}" for k, v in scores.items()) for i in range(len(designs))]
         write_fasta(path, [f"design_{i}" for i in range(len(designs))], designs, desc)
 
-    def score(self, designs: list[str], oracles: list[str],
-              reward_model: Path | None = None) -> dict[str, np.ndarray]:
+    def score(
+        self, designs: list[str], oracles: list[str], reward_model: Path | None = None
+    ) -> dict[str, np.ndarray]:
         """One column per oracle spec (NaN where an oracle failed on a design)."""
         built = [make_oracle(self.name, spec, reward_model=reward_model) for spec in oracles]
         return {spec: oracle(designs) for spec, oracle in zip(oracles, built)}
@@ -197,15 +243,22 @@ class DNADomain:
         """tokens (n, L) → combined reward (n,), from the objective's oracle components."""
         specs = [c["oracle"] for c in components]
         built = {s: make_oracle(self.name, s, reward_model=reward_model) for s in specs}
-        return lambda tokens: combine({s: o(self.to_designs(tokens)) for s, o in built.items()},
-                                      components)
+        return lambda tokens: combine(
+            {s: o(self.to_designs(tokens)) for s, o in built.items()}, components
+        )
 
     def diversity(self, tokens: torch.Tensor) -> float:
         return metrics.mean_pairwise_hamming(tokens.numpy())
 
     # ----- evaluation ----------------------------------------------------------------------
-    def metrics(self, designs: list[str], params: dict, data_dir: Path, reward_model: Path,
-                pretrained: Path | None) -> dict:
+    def metrics(
+        self,
+        designs: list[str],
+        params: dict,
+        data_dir: Path,
+        reward_model: Path,
+        pretrained: Path | None,
+    ) -> dict:
         """DRAKES / DNA-Diffusion metrics of a design set against the target cell type."""
         target = params["target"]
         tokens = encode(designs, self.alphabet)
@@ -216,27 +269,38 @@ class DNADomain:
         x_te, lab_te = self.load_split(data_dir, "test")
         real = x_te[torch.as_tensor((lab_te["label"] == target).values)]
         x_tr, _ = self.load_split(data_dir, "train")
-        panel = motifs.load_motifs(params.get("motifs") or sorted(
-            {m for ms in motifs.CELL_TYPE_MOTIFS.values() for m in ms}))
+        panel = motifs.load_motifs(
+            params.get("motifs")
+            or sorted({m for ms in motifs.CELL_TYPE_MOTIFS.values() for m in ms})
+        )
         design_hits = motifs.hit_counts(panel, designs)
         real_hits = motifs.hit_counts(panel, decode(real, self.alphabet))
-        out = {"n": len(designs),
-               "target_fraction": (probs.argmax(-1) == k).float().mean().item(),
-               "target_prob": probs[:, k].mean().item(),
-               "kmer3_pearson": metrics.kmer_pearson(tokens.numpy(), real.numpy(), 3),
-               "jaspar_pearson": metrics.motif_count_correlation(design_hits, real_hits),
-               "jaspar_kl": metrics.motif_distribution_kl(design_hits, real_hits),
-               "diversity": metrics.mean_pairwise_hamming(tokens.numpy()),
-               "memorisation": float(metrics.max_positional_identity(
-                   tokens.numpy(), x_tr.numpy()).mean()),
-               "gc_content": float(metrics.gc_content(tokens.numpy()).mean())}
+        out = {
+            "n": len(designs),
+            "target_fraction": (probs.argmax(-1) == k).float().mean().item(),
+            "target_prob": probs[:, k].mean().item(),
+            "kmer3_pearson": metrics.kmer_pearson(tokens.numpy(), real.numpy(), 3),
+            "jaspar_pearson": metrics.motif_count_correlation(design_hits, real_hits),
+            "jaspar_kl": metrics.motif_distribution_kl(design_hits, real_hits),
+            "diversity": metrics.mean_pairwise_hamming(tokens.numpy()),
+            "memorisation": float(
+                metrics.max_positional_identity(tokens.numpy(), x_tr.numpy()).mean()
+            ),
+            "gc_content": float(metrics.gc_content(tokens.numpy()).mean()),
+        }
         for c, p in zip(classes, probs.mean(0).tolist()):
             out[f"prob_{c}"] = p
         if pretrained is not None:
             gen = self.load_generator(pretrained)
-            out["loglik_pretrained"] = gen.log_likelihood(
-                tokens, num_t=params.get("loglik_num_t", 16),
-                generator=torch.Generator().manual_seed(0)).mean().item()
+            out["loglik_pretrained"] = (
+                gen.log_likelihood(
+                    tokens,
+                    num_t=params.get("loglik_num_t", 16),
+                    generator=torch.Generator().manual_seed(0),
+                )
+                .mean()
+                .item()
+            )
         return out
 
 

@@ -32,8 +32,13 @@ class ResidualBlock(nn.Module):
     def __init__(self, hidden: int, kernel_size: int, dilation: int, dropout: float):
         super().__init__()
         self.norm = nn.GroupNorm(1, hidden)
-        self.conv = nn.Conv1d(hidden, hidden, kernel_size, dilation=dilation,
-                              padding=dilation * (kernel_size - 1) // 2)
+        self.conv = nn.Conv1d(
+            hidden,
+            hidden,
+            kernel_size,
+            dilation=dilation,
+            padding=dilation * (kernel_size - 1) // 2,
+        )
         self.out = nn.Conv1d(hidden, hidden, 1)
         self.dropout = nn.Dropout(dropout)
 
@@ -51,10 +56,13 @@ class DilatedCNN(nn.Module):
         super().__init__()
         self.in_vocab = in_vocab
         self.embed = nn.Linear(in_vocab, cfg.hidden, bias=False)
-        dilations = [min(2 ** (i % int(math.log2(cfg.max_dilation) + 1)), cfg.max_dilation)
-                     for i in range(cfg.layers)]
-        self.blocks = nn.ModuleList(ResidualBlock(cfg.hidden, cfg.kernel_size, d, cfg.dropout)
-                                    for d in dilations)
+        dilations = [
+            min(2 ** (i % int(math.log2(cfg.max_dilation) + 1)), cfg.max_dilation)
+            for i in range(cfg.layers)
+        ]
+        self.blocks = nn.ModuleList(
+            ResidualBlock(cfg.hidden, cfg.kernel_size, d, cfg.dropout) for d in dilations
+        )
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
         if not x.dtype.is_floating_point:
@@ -79,15 +87,17 @@ class SequenceDenoiser(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.body = DilatedCNN(cfg, cfg.vocab_size + 1)
-        self.time = nn.Sequential(nn.Linear(cfg.hidden, cfg.hidden), nn.SiLU(),
-                                  nn.Linear(cfg.hidden, cfg.hidden))
+        self.time = nn.Sequential(
+            nn.Linear(cfg.hidden, cfg.hidden), nn.SiLU(), nn.Linear(cfg.hidden, cfg.hidden)
+        )
         self.label = None
         if cfg.num_labels:
             # zero-initialised: adding a condition leaves the unconditional model unchanged
             self.label = nn.Embedding(cfg.num_labels + 1, cfg.hidden)
             nn.init.zeros_(self.label.weight)
-        self.head = nn.Sequential(nn.GroupNorm(1, cfg.hidden), nn.Conv1d(cfg.hidden,
-                                                                         cfg.vocab_size, 1))
+        self.head = nn.Sequential(
+            nn.GroupNorm(1, cfg.hidden), nn.Conv1d(cfg.hidden, cfg.vocab_size, 1)
+        )
 
     def forward(self, x: Tensor, t: Tensor, label: Tensor | None = None) -> Tensor:
         cond = self.time(time_features(t, self.cfg.hidden))
@@ -106,8 +116,12 @@ class SequenceClassifier(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.body = DilatedCNN(cfg, cfg.vocab_size)
-        self.head = nn.Sequential(nn.Linear(2 * cfg.hidden, cfg.hidden), nn.GELU(),
-                                  nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, cfg.num_outputs))
+        self.head = nn.Sequential(
+            nn.Linear(2 * cfg.hidden, cfg.hidden),
+            nn.GELU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.hidden, cfg.num_outputs),
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.body(x)

@@ -20,16 +20,29 @@ from seqgen.model import CNNConfig, SequenceClassifier
 DOMAIN = "dna"
 
 
-@register_oracle(DOMAIN, "gc_content", OracleInfo(
-    "gc_content", DOMAIN, "target", "fraction", description="fraction of G and C"))
+@register_oracle(
+    DOMAIN,
+    "gc_content",
+    OracleInfo("gc_content", DOMAIN, "target", "fraction", description="fraction of G and C"),
+)
 def gc_content(argument=None, **context):
-    return FunctionOracle(OracleInfo("gc_content", DOMAIN, "target", "fraction"),
-                          lambda seqs: [(s.count("G") + s.count("C")) / len(s) for s in seqs])
+    return FunctionOracle(
+        OracleInfo("gc_content", DOMAIN, "target", "fraction"),
+        lambda seqs: [(s.count("G") + s.count("C")) / len(s) for s in seqs],
+    )
 
 
-@register_oracle(DOMAIN, "jaspar_motif", OracleInfo(
-    "jaspar_motif:<matrix id>", DOMAIN, "maximize", "bits",
-    description="best PWM log-odds hit over both strands (JASPAR2024 via pyjaspar)"))
+@register_oracle(
+    DOMAIN,
+    "jaspar_motif",
+    OracleInfo(
+        "jaspar_motif:<matrix id>",
+        DOMAIN,
+        "maximize",
+        "bits",
+        description="best PWM log-odds hit over both strands (JASPAR2024 via pyjaspar)",
+    ),
+)
 def jaspar_motif(argument=None, **context):
     if not argument:
         raise UserError("oracle jaspar_motif needs a matrix id, e.g. jaspar_motif:MA0114")
@@ -37,9 +50,16 @@ def jaspar_motif(argument=None, **context):
         (motif,) = motifs.load_motifs([argument])
     except ValueError as err:
         raise UserError(str(err)) from None
-    return FunctionOracle(OracleInfo(f"jaspar_motif:{argument}", DOMAIN, "maximize", "bits",
-                                     description=f"{motif.name} best hit"),
-                          lambda seqs: motifs.best_hit_scores(motif, list(seqs)))
+    return FunctionOracle(
+        OracleInfo(
+            f"jaspar_motif:{argument}",
+            DOMAIN,
+            "maximize",
+            "bits",
+            description=f"{motif.name} best hit",
+        ),
+        lambda seqs: motifs.best_hit_scores(motif, list(seqs)),
+    )
 
 
 @lru_cache(maxsize=8)
@@ -56,8 +76,9 @@ def _classifier_oracle(argument, reward_model, log_odds: bool):
     model = load_classifier(str(reward_model))
     classes = model.config["classes"]
     if argument not in classes:
-        raise UserError(f"oracle {kind}: unknown cell type {argument!r} "
-                        f"(known: {', '.join(classes)})")
+        raise UserError(
+            f"oracle {kind}: unknown cell type {argument!r} (known: {', '.join(classes)})"
+        )
     k = classes.index(argument)
 
     def from_probs(p: torch.Tensor) -> torch.Tensor:
@@ -68,21 +89,47 @@ def _classifier_oracle(argument, reward_model, log_odds: bool):
         mean, _ = model.predict(encode(list(seqs)))
         return from_probs(mean).numpy()
 
-    info = OracleInfo(f"{kind}:{argument}", DOMAIN, "maximize", "log-odds" if log_odds else
-                      "probability", "moderate", True, f"{argument} class, {reward_model}")
+    info = OracleInfo(
+        f"{kind}:{argument}",
+        DOMAIN,
+        "maximize",
+        "log-odds" if log_odds else "probability",
+        "moderate",
+        True,
+        f"{argument} class, {reward_model}",
+    )
     return FunctionOracle(info, score, lambda onehot: from_probs(model(onehot)))
 
 
-@register_oracle(DOMAIN, "celltype_prob", OracleInfo(
-    "celltype_prob:<cell>", DOMAIN, "maximize", "probability", "moderate", True,
-    "P(cell type | x) from the cell-type classifier ensemble"))
+@register_oracle(
+    DOMAIN,
+    "celltype_prob",
+    OracleInfo(
+        "celltype_prob:<cell>",
+        DOMAIN,
+        "maximize",
+        "probability",
+        "moderate",
+        True,
+        "P(cell type | x) from the cell-type classifier ensemble",
+    ),
+)
 def celltype_prob(argument=None, reward_model=None, **context):
     return _classifier_oracle(argument, reward_model, log_odds=False)
 
 
-@register_oracle(DOMAIN, "celltype_logodds", OracleInfo(
-    "celltype_logodds:<cell>", DOMAIN, "maximize", "log-odds", "moderate", True,
-    "log P(cell) − log(1 − P(cell)): cell-type specificity as a log-odds"))
+@register_oracle(
+    DOMAIN,
+    "celltype_logodds",
+    OracleInfo(
+        "celltype_logodds:<cell>",
+        DOMAIN,
+        "maximize",
+        "log-odds",
+        "moderate",
+        True,
+        "log P(cell) − log(1 − P(cell)): cell-type specificity as a log-odds",
+    ),
+)
 def celltype_logodds(argument=None, reward_model=None, **context):
     return _classifier_oracle(argument, reward_model, log_odds=True)
-

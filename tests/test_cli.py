@@ -8,8 +8,9 @@ import pytest
 
 
 def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "rewarddiff", *args], capture_output=True,
-                          text=True, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "rewarddiff", *args], capture_output=True, text=True, cwd=cwd
+    )
 
 
 def assert_one_line_error(result, *fragments):
@@ -25,8 +26,17 @@ def test_score_user_fasta(tmp_path):
     fasta = tmp_path / "designs.fasta"
     fasta.write_text(">a\nGGGGCCCC\n>b\nATATATAT\n")
     out = tmp_path / "scores.csv"
-    result = cli("score", "--domain", "dna", "--input", str(fasta), "--oracles",
-                 "gc_content,jaspar_motif:MA0114", "--out", str(out))
+    result = cli(
+        "score",
+        "--domain",
+        "dna",
+        "--input",
+        str(fasta),
+        "--oracles",
+        "gc_content,jaspar_motif:MA0114",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     table = pd.read_csv(out)
     assert table["gc_content"].tolist() == [1.0, 0.0]
@@ -37,24 +47,53 @@ def test_score_bad_fasta_and_unknown_oracle(tmp_path):
     fasta = tmp_path / "bad.fasta"
     fasta.write_text(">ok\nACGT\n>broken\nACNT\n")
     out = tmp_path / "scores.csv"
-    result = cli("score", "--domain", "dna", "--input", str(fasta), "--oracles", "gc_content",
-                 "--out", str(out))
+    result = cli(
+        "score",
+        "--domain",
+        "dna",
+        "--input",
+        str(fasta),
+        "--oracles",
+        "gc_content",
+        "--out",
+        str(out),
+    )
     assert_one_line_error(result, str(fasta), "'broken'", "invalid letter 'N'")
     assert not out.exists()
     fasta.write_text(">ok\nACGT\n")
-    result = cli("score", "--domain", "dna", "--input", str(fasta), "--oracles", "gc_contnet",
-                 "--out", str(out))
+    result = cli(
+        "score",
+        "--domain",
+        "dna",
+        "--input",
+        str(fasta),
+        "--oracles",
+        "gc_contnet",
+        "--out",
+        str(out),
+    )
     assert_one_line_error(result, "unknown oracle 'gc_contnet'")
     assert not out.exists()
 
 
 def test_config_failing_schema(tmp_path):
     config = tmp_path / "config.yaml"
-    config.write_text("campaigns: c.tsv\nobjectives: {}\ndomains:\n  dna:\n    data: {}\n"
-                      "    reward: {}\n    pretrain: {network: {}, train: {}}\n"
-                      "    finetune: {}\n    evaluation: {loglik_num_t: 0}\n")
-    result = cli("pretrain", "--domain", "dna", "--config", str(config), "--data-dir",
-                 str(tmp_path), "--out-dir", str(tmp_path / "out"))
+    config.write_text(
+        "campaigns: c.tsv\nobjectives: {}\ndomains:\n  dna:\n    data: {}\n"
+        "    reward: {}\n    pretrain: {network: {}, train: {}}\n"
+        "    finetune: {}\n    evaluation: {loglik_num_t: 0}\n"
+    )
+    result = cli(
+        "pretrain",
+        "--domain",
+        "dna",
+        "--config",
+        str(config),
+        "--data-dir",
+        str(tmp_path),
+        "--out-dir",
+        str(tmp_path / "out"),
+    )
     assert_one_line_error(result, str(config), "domains.dna.evaluation.loglik_num_t")
 
 
@@ -63,15 +102,19 @@ def test_prepare_user_fasta_labels_unknown_id(tmp_path):
     fasta.write_text(">s1\n" + "A" * 200 + "\n")
     labels.write_text("id\tlabel\ns1\tHepG2\ns9\tK562\n")
     params = f'{{"source": "fasta", "fasta": "{fasta}", "labels": "{labels}"}}'
-    result = cli("prepare", "--domain", "dna", "--params", params, "--out-dir",
-                 str(tmp_path / "data"))
+    result = cli(
+        "prepare", "--domain", "dna", "--params", params, "--out-dir", str(tmp_path / "data")
+    )
     assert_one_line_error(result, str(labels), "unknown id 's9'")
     assert not (tmp_path / "data" / "train.fasta").exists()
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (("oracles", "--domain", "proteins"), "unknown domain 'proteins'"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (("oracles", "--domain", "proteins"), "unknown domain 'proteins'"),
+    ],
+)
 def test_unknown_domain(args, fragment):
     assert_one_line_error(cli(*args), fragment)
 

@@ -6,8 +6,14 @@ import torch
 from torch import nn
 
 from rewarddiff.diffusion.masked import MaskedDiffusion
-from rewarddiff.finetune import BestOfNConfig, CountingReward, FinetuneTask, RGDMConfig
-from rewarddiff.finetune import best_of_n, rgdm
+from rewarddiff.finetune import (
+    BestOfNConfig,
+    CountingReward,
+    FinetuneTask,
+    RGDMConfig,
+    best_of_n,
+    rgdm,
+)
 from rewarddiff.finetune.rgdm import effective_sample_size, payoff_weights
 from rewarddiff.generator import MaskedSequenceGenerator
 
@@ -27,8 +33,9 @@ class ToyNet(nn.Module):
 
 def toy_task(seed=0, log_path=None):
     torch.manual_seed(seed)
-    gen = MaskedSequenceGenerator(MaskedDiffusion(V), ToyNet(), L, sampling_steps=8,
-                                  sample_batch=128)
+    gen = MaskedSequenceGenerator(
+        MaskedDiffusion(V), ToyNet(), L, sampling_steps=8, sample_batch=128
+    )
     data = torch.randint(V, (4096, L))  # uniform "pretraining" data
     opt = torch.optim.Adam(gen.net.parameters(), lr=3e-3)
     for _ in range(150):
@@ -37,9 +44,14 @@ def toy_task(seed=0, log_path=None):
         loss.backward()
         opt.step()
     reward = CountingReward(lambda x: (x == 0).float().mean(-1).numpy())  # fraction of token 0
-    return FinetuneTask(gen, gen.frozen_copy(), reward,
-                        lambda x: float((x[:, None] != x[None]).float().mean()), seed,
-                        log_path)
+    return FinetuneTask(
+        gen,
+        gen.frozen_copy(),
+        reward,
+        lambda x: float((x[:, None] != x[None]).float().mean()),
+        seed,
+        log_path,
+    )
 
 
 def test_payoff_weights_and_ess():
@@ -60,8 +72,12 @@ def test_best_of_n_keeps_top_k_at_budget():
 def test_rgdm_raises_reward_and_logs_each_round(tmp_path):
     task = toy_task(log_path=tmp_path / "log.csv")
     base = task.reward.fn(task.generator.sample(512, torch.Generator().manual_seed(5))[0]).mean()
-    rgdm(task, RGDMConfig(oracle_budget=512, rounds=4, steps_per_round=60, batch_size=64,
-                          lr=3e-3, tau=0.05))
+    rgdm(
+        task,
+        RGDMConfig(
+            oracle_budget=512, rounds=4, steps_per_round=60, batch_size=64, lr=3e-3, tau=0.05
+        ),
+    )
     after = task.reward.fn(task.generator.sample(512, torch.Generator().manual_seed(5))[0]).mean()
     assert task.reward.calls == 512
     assert after > base + 0.15, (base, after)

@@ -45,8 +45,15 @@ def _train(out_dir, stop_at_step=None):
     torch.manual_seed(1)
     net = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Dropout(0.1), nn.Linear(16, 1))
     cfg = TrainConfig(steps=40, batch_size=16, lr=1e-2, checkpoint_every=10, log_every=5)
-    ema = train(net, lambda m, b: ((m(b[0]).squeeze(-1) - b[1]) ** 2).mean(),
-                lambda idx: (x[idx], y[idx]), len(x), cfg, out_dir, stop_at_step)
+    ema = train(
+        net,
+        lambda m, b: ((m(b[0]).squeeze(-1) - b[1]) ** 2).mean(),
+        lambda idx: (x[idx], y[idx]),
+        len(x),
+        cfg,
+        out_dir,
+        stop_at_step,
+    )
     return net, ema
 
 
@@ -66,5 +73,11 @@ def test_nan_loss_stops_with_message(tmp_path):
     net = nn.Linear(2, 1)
     cfg = TrainConfig(steps=5, batch_size=2)
     with pytest.raises(NonFiniteLoss, match="loss is nan at step 1"):
-        train(net, lambda m, b: m(b).sum() * float("nan"), lambda idx: torch.randn(2, 2), 10,
-              cfg, tmp_path)
+        train(
+            net,
+            lambda m, b: m(b).sum() * float("nan"),
+            lambda idx: torch.randn(2, 2),
+            10,
+            cfg,
+            tmp_path,
+        )

@@ -125,8 +125,9 @@ def test_training_on_toy_distribution_matches_it():
 
 def test_label_dropout_uses_null_label():
     diff = MaskedDiffusion(V, num_labels=2, label_dropout=0.5)
-    labels = diff.drop_labels(torch.zeros(10000, dtype=torch.long),
-                              torch.Generator().manual_seed(0))
+    labels = diff.drop_labels(
+        torch.zeros(10000, dtype=torch.long), torch.Generator().manual_seed(0)
+    )
     assert abs((labels == 2).float().mean().item() - 0.5) < 0.02
     assert set(labels.unique().tolist()) == {0, 2}
 
@@ -150,8 +151,9 @@ def test_differentiable_sampler_gradients_and_kl():
     ref = TinyNet()
     ref.load_state_dict(net.state_dict())
     g = torch.Generator().manual_seed(0)
-    x, kl = diff.sample_differentiable(net, 32, L, steps=8, grad_steps=3, reference=ref,
-                                       generator=g)
+    x, kl = diff.sample_differentiable(
+        net, 32, L, steps=8, grad_steps=3, reference=ref, generator=g
+    )
     assert x.shape == (32, L, V)
     assert torch.allclose(x.detach().sum(-1), torch.ones(32, L))  # hard one-hot forward
     assert kl.abs().max().item() < 1e-5  # identical reference
@@ -169,8 +171,7 @@ def test_differentiable_sampler_gradients_and_kl():
 def test_differentiable_sampler_matches_ancestral_distribution():
     diff = MaskedDiffusion(V)
     g = torch.Generator().manual_seed(0)
-    x, _ = diff.sample_differentiable(ExactDenoiser(), 3000, L, steps=32, grad_steps=8,
-                                      generator=g)
+    x, _ = diff.sample_differentiable(ExactDenoiser(), 3000, L, steps=32, grad_steps=8, generator=g)
     tokens = x.argmax(-1)
     counts = torch.zeros(V, V)
     counts.index_put_((tokens[:, 0], tokens[:, 1]), torch.ones(len(tokens)), accumulate=True)

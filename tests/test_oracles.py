@@ -32,15 +32,18 @@ def test_unknown_oracle_names_known_ones():
 def test_entry_point_registers_third_party_oracle(monkeypatch):
     def register():
         registry.register_oracle("dna", "length", OracleInfo("length", "dna"))(
-            lambda argument=None, **ctx: FunctionOracle(OracleInfo("length", "dna"),
-                                                        lambda s: [len(x) for x in s]))
+            lambda argument=None, **ctx: FunctionOracle(
+                OracleInfo("length", "dna"), lambda s: [len(x) for x in s]
+            )
+        )
 
     import tests.test_oracles as me
 
     monkeypatch.setattr(me, "third_party_register", register, raising=False)
     ep = EntryPoint("length", "tests.test_oracles:third_party_register", registry.ENTRY_POINT_GROUP)
-    monkeypatch.setattr(registry, "entry_points",
-                        lambda group: [ep] if group == registry.ENTRY_POINT_GROUP else [])
+    monkeypatch.setattr(
+        registry, "entry_points", lambda group: [ep] if group == registry.ENTRY_POINT_GROUP else []
+    )
     monkeypatch.setattr(registry, "_entry_points_loaded", False)
     assert "length" in registry.available("dna")
     assert registry.make_oracle("dna", "length")(["ACG", "A"]).tolist() == [3.0, 1.0]
@@ -51,8 +54,9 @@ def test_transforms_known_values():
     assert sigmoid(10.0, 0.0, 10.0) > 0.9 and sigmoid(0.0, 0.0, 10.0) < 0.1
     inside, outside = double_sigmoid(np.array([5.0, 20.0]), 2.0, 8.0)
     assert inside > 0.99 and outside < 0.01
-    window = apply_transform([1.0, 3.0, 6.0], {"type": "target_window", "low": 2, "high": 4,
-                                               "width": 1.0})
+    window = apply_transform(
+        [1.0, 3.0, 6.0], {"type": "target_window", "low": 2, "high": 4, "width": 1.0}
+    )
     assert window.tolist() == pytest.approx([np.exp(-0.5), 1.0, np.exp(-2.0)])
     with pytest.raises(UserError, match="unknown transform"):
         apply_transform([1.0], {"type": "nope"})
@@ -85,7 +89,8 @@ def tiny_classifier(tmp_path):
     heads = [SequenceClassifier(cfg), SequenceClassifier(cfg)]
     path = tmp_path / "model.safetensors"
     RewardEnsemble(heads, "classification", 1.3).save(
-        path, {"network": cfg.to_dict(), "classes": ["HepG2", "K562"]})
+        path, {"network": cfg.to_dict(), "classes": ["HepG2", "K562"]}
+    )
     return path, heads
 
 

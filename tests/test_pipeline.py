@@ -22,10 +22,24 @@ def test_snakemake_end_to_end_tiny(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     env = os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     result = subprocess.run(
-        [str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--directory",
-         str(tmp_path), "--configfile", str(tmp_path / "config.yaml"), "--cores", "2",
-         "--profile", str(ROOT / "workflow/profiles/default")],
-        capture_output=True, text=True, env=env, timeout=900)
+        [
+            str(BIN / "snakemake"),
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(tmp_path / "config.yaml"),
+            "--cores",
+            "2",
+            "--profile",
+            str(ROOT / "workflow/profiles/default"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = tmp_path / "results/report"
     summary = pd.read_csv(report / "summary.csv")
@@ -33,8 +47,11 @@ def test_snakemake_end_to_end_tiny(tmp_path):
     assert (summary.loc[summary["method"] != "pretrained", "oracle_calls"] == 32).all()
     text = (report / "report.md").read_text()
     assert "| tiny | rgdm |" in text and "reward_eval_mean" in text
-    for png in ("dna_tiny_reward_hist.png", "dna_tiny_reward_vs_loglik.png",
-                "dna_tiny_training.png"):
+    for png in (
+        "dna_tiny_reward_hist.png",
+        "dna_tiny_reward_vs_loglik.png",
+        "dna_tiny_training.png",
+    ):
         assert (report / png).stat().st_size > 1000
     run = tmp_path / "results/dna/campaigns/tiny/rgdm/seed0"
     scores = pd.read_csv(run / "scores.csv")
@@ -48,13 +65,40 @@ def test_snakemake_end_to_end_tiny(tmp_path):
 
 def test_killed_pretraining_resumes(tmp_path):
     data = tmp_path / "data"
-    subprocess.run([str(BIN / "rewarddiff"), "prepare", "--domain", "dna", "--params",
-                    '{"max_per_split": 200}', "--out-dir", str(data)], check=True,
-                   capture_output=True)
-    params = json.dumps({"network": {"hidden": 8, "layers": 1},
-                         "train": {"steps": 4000, "batch_size": 8, "checkpoint_every": 20}})
-    cmd = [str(BIN / "rewarddiff"), "pretrain", "--domain", "dna", "--threads", "1",
-           "--params", params, "--data-dir", str(data), "--out-dir", str(tmp_path / "pre")]
+    subprocess.run(
+        [
+            str(BIN / "rewarddiff"),
+            "prepare",
+            "--domain",
+            "dna",
+            "--params",
+            '{"max_per_split": 200}',
+            "--out-dir",
+            str(data),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    params = json.dumps(
+        {
+            "network": {"hidden": 8, "layers": 1},
+            "train": {"steps": 4000, "batch_size": 8, "checkpoint_every": 20},
+        }
+    )
+    cmd = [
+        str(BIN / "rewarddiff"),
+        "pretrain",
+        "--domain",
+        "dna",
+        "--threads",
+        "1",
+        "--params",
+        params,
+        "--data-dir",
+        str(data),
+        "--out-dir",
+        str(tmp_path / "pre"),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     ckpt = tmp_path / "pre/checkpoint.safetensors"
     deadline = time.time() + 120

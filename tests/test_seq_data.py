@@ -3,8 +3,15 @@
 import pytest
 
 from rewarddiff import UserError
-from seqgen.data import (chromosome_halves, decode, encode, load_encode_dhs, read_fasta,
-                         read_labels, write_fasta)
+from seqgen.data import (
+    chromosome_halves,
+    decode,
+    encode,
+    load_encode_dhs,
+    read_fasta,
+    read_labels,
+    write_fasta,
+)
 
 
 def test_fasta_round_trip(tmp_path):
@@ -15,13 +22,16 @@ def test_fasta_round_trip(tmp_path):
     assert decode(encode(seqs[:1])) == seqs[:1]
 
 
-@pytest.mark.parametrize("text, length, message", [
-    (">a\nACGT\n>b\nACXT\n", None, r"record 2 \('b'\): invalid letter 'X' at position 3"),
-    (">a\nACGT\n>b\n\n", None, r"record 2 \('b'\): empty sequence"),
-    (">a\nACGT\n>b\nACG\n", 4, r"record 2 \('b'\): length 3, expected 4"),
-    (">a\nACGT\n>a\nACGT\n", None, "duplicate record id 'a'"),
-    ("", None, "no FASTA records"),
-])
+@pytest.mark.parametrize(
+    "text, length, message",
+    [
+        (">a\nACGT\n>b\nACXT\n", None, r"record 2 \('b'\): invalid letter 'X' at position 3"),
+        (">a\nACGT\n>b\n\n", None, r"record 2 \('b'\): empty sequence"),
+        (">a\nACGT\n>b\nACG\n", 4, r"record 2 \('b'\): length 3, expected 4"),
+        (">a\nACGT\n>a\nACGT\n", None, "duplicate record id 'a'"),
+        ("", None, "no FASTA records"),
+    ],
+)
 def test_bad_fasta(tmp_path, text, length, message):
     path = tmp_path / "bad.fasta"
     path.write_text(text)

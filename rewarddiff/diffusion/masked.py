@@ -39,8 +39,9 @@ class MaskedDiffusion:
         return torch.where(u < (1.0 - self.alpha(t))[:, None], self.mask_id, x0)
 
     # ----- SUBS parameterisation -------------------------------------------------------------
-    def denoise(self, net, x: Tensor, t: Tensor, label: Tensor | None = None,
-                guidance: float = 0.0) -> Tensor:
+    def denoise(
+        self, net, x: Tensor, t: Tensor, label: Tensor | None = None, guidance: float = 0.0
+    ) -> Tensor:
         """log p_θ(x_0 | x_t): (B, L, V); MASK never predicted, unmasked tokens carried over."""
         logits = net(x, t, label)
         if guidance and label is not None:
@@ -59,20 +60,29 @@ class MaskedDiffusion:
     def drop_labels(self, label: Tensor | None, generator=None) -> Tensor | None:
         if label is None or self.label_dropout <= 0:
             return label
-        drop = torch.rand(label.shape, generator=generator, device=label.device) < self.label_dropout
+        drop = (
+            torch.rand(label.shape, generator=generator, device=label.device) < self.label_dropout
+        )
         return torch.where(drop, self.num_labels, label)
 
     # ----- training objective ----------------------------------------------------------------
-    def loss(self, net, x0: Tensor, label: Tensor | None = None, weights: Tensor | None = None,
-             generator=None) -> Tensor:
+    def loss(
+        self,
+        net,
+        x0: Tensor,
+        label: Tensor | None = None,
+        weights: Tensor | None = None,
+        generator=None,
+    ) -> Tensor:
         """Continuous-time NELBO per token, optionally weighted per sequence: scalar."""
         nll = self.sequence_nll(net, x0, self.drop_labels(label, generator), generator)
         if weights is not None:
             nll = nll * weights
         return nll.mean() / x0.shape[1]
 
-    def sequence_nll(self, net, x0: Tensor, label: Tensor | None = None, generator=None,
-                     t: Tensor | None = None) -> Tensor:
+    def sequence_nll(
+        self, net, x0: Tensor, label: Tensor | None = None, generator=None, t: Tensor | None = None
+    ) -> Tensor:
         """One-sample NELBO per sequence (nats): (B,)."""
         b = x0.shape[0]
         if t is None:
@@ -87,8 +97,9 @@ class MaskedDiffusion:
         return (ce * (xt == self.mask_id)).sum(-1) / t
 
     @torch.no_grad()
-    def log_likelihood(self, net, x0: Tensor, label: Tensor | None = None, num_t: int = 32,
-                       generator=None) -> Tensor:
+    def log_likelihood(
+        self, net, x0: Tensor, label: Tensor | None = None, num_t: int = 32, generator=None
+    ) -> Tensor:
         """ELBO estimate of log p(x_0) in nats per sequence, averaged over ``num_t`` times: (B,)."""
         b = x0.shape[0]
         total = torch.zeros(b, device=x0.device)
@@ -106,15 +117,30 @@ class MaskedDiffusion:
 
     def step(self, log_p0: Tensor, x: Tensor, t: float, s: float, generator=None) -> Tensor:
         """One reverse step x_t → x_s: masked tokens are revealed from p_θ(x_0|x_t); others kept."""
-        reveal = torch.rand(x.shape, generator=generator, device=x.device) < self.unmask_probability(t, s)
-        gumbel = -torch.log(-torch.log(torch.rand(log_p0.shape, generator=generator,
-                                                   device=x.device).clamp_min(1e-20)))
+        reveal = torch.rand(
+            x.shape, generator=generator, device=x.device
+        ) < self.unmask_probability(t, s)
+        gumbel = -torch.log(
+            -torch.log(
+                torch.rand(log_p0.shape, generator=generator, device=x.device).clamp_min(1e-20)
+            )
+        )
         proposal = (log_p0 + gumbel).argmax(-1)
         return torch.where((x == self.mask_id) & reveal, proposal, x)
 
     @torch.no_grad()
-    def sample(self, net, num: int, length: int, steps: int, label: Tensor | None = None,
-               guidance: float = 0.0, reference=None, generator=None, device=None):
+    def sample(
+        self,
+        net,
+        num: int,
+        length: int,
+        steps: int,
+        label: Tensor | None = None,
+        guidance: float = 0.0,
+        reference=None,
+        generator=None,
+        device=None,
+    ):
         """Draw ``num`` sequences with ``steps`` reverse steps: tokens (num, length).
 
         With ``reference`` (another network), also return the path KL (num,) in nats between the
@@ -132,8 +158,9 @@ class MaskedDiffusion:
             x = self.step(log_p, x, t, s, generator)
         return (x, path_kl) if reference is not None else x
 
-    def transition_kl(self, log_p: Tensor, log_ref: Tensor, masked: Tensor, t: float,
-                      s: float) -> Tensor:
+    def transition_kl(
+        self, log_p: Tensor, log_ref: Tensor, masked: Tensor, t: float, s: float
+    ) -> Tensor:
         """KL between two reverse transitions x_t → x_s, summed over positions: (B,).
 
         Both put mass 1 − a on staying masked, so KL = a · KL(p_θ(x_0|x_t) ‖ p_ref(x_0|x_t)) on
@@ -143,9 +170,19 @@ class MaskedDiffusion:
         return self.unmask_probability(t, s) * (kl * masked).sum(-1)
 
     # ----- differentiable sampling (for back-propagation through the last K steps) ---------
-    def sample_differentiable(self, net, num: int, length: int, steps: int, grad_steps: int,
-                              reference=None, label: Tensor | None = None, tau: float = 1.0,
-                              generator=None, device=None) -> tuple[Tensor, Tensor]:
+    def sample_differentiable(
+        self,
+        net,
+        num: int,
+        length: int,
+        steps: int,
+        grad_steps: int,
+        reference=None,
+        label: Tensor | None = None,
+        tau: float = 1.0,
+        generator=None,
+        device=None,
+    ) -> tuple[Tensor, Tensor]:
         """Sample with Gumbel-softmax straight-through on the last ``grad_steps`` steps.
 
         Returns ``x`` (num, length, V): hard one-hot in the forward pass whose gradient flows to
@@ -171,10 +208,17 @@ class MaskedDiffusion:
                 kl = kl + self.transition_kl(log_p, log_ref, masked, t, s)
             a = self.unmask_probability(t, s)
             # reverse transition of a masked token: a·p_θ(x_0|x_t) + (1 − a)·δ_MASK
-            stay = torch.full_like(log_p[..., :1], torch.log(torch.tensor(max(1.0 - a, 1e-30))).item())
+            stay = torch.full_like(
+                log_p[..., :1], torch.log(torch.tensor(max(1.0 - a, 1e-30))).item()
+            )
             logits = torch.cat([log_p + torch.log(torch.tensor(max(a, 1e-30))), stay], -1)
-            gumbel = -torch.log(-torch.log(torch.rand(logits.shape, generator=generator,
-                                                       device=logits.device).clamp_min(1e-20)))
+            gumbel = -torch.log(
+                -torch.log(
+                    torch.rand(logits.shape, generator=generator, device=logits.device).clamp_min(
+                        1e-20
+                    )
+                )
+            )
             soft = ((logits + gumbel) / tau).softmax(-1)
             hard = F.one_hot(soft.argmax(-1), self.vocab_size + 1).float()
             moved = hard + soft - soft.detach()  # straight-through estimator

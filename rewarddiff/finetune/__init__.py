@@ -6,5 +6,12 @@ from rewarddiff.finetune.rgdm import RGDMConfig, rgdm
 
 METHODS = {"best_of_n": (best_of_n, BestOfNConfig), "rgdm": (rgdm, RGDMConfig)}
 
-__all__ = ["METHODS", "BestOfNConfig", "CountingReward", "FinetuneTask", "RGDMConfig",
-           "best_of_n", "rgdm"]
+__all__ = [
+    "METHODS",
+    "BestOfNConfig",
+    "CountingReward",
+    "FinetuneTask",
+    "RGDMConfig",
+    "best_of_n",
+    "rgdm",
+]

@@ -44,26 +44,36 @@ class FinetuneTask:
         self.torch_generator = torch.Generator().manual_seed(self.seed)
         torch.manual_seed(self.seed)
 
-    def record(self, round_: int, x: Tensor, rewards: np.ndarray, path_kl: Tensor | None,
-               **extra) -> dict:
+    def record(
+        self, round_: int, x: Tensor, rewards: np.ndarray, path_kl: Tensor | None, **extra
+    ) -> dict:
         """Log one round: reward stats, log p_pre of the samples, path KL, diversity."""
         finite = rewards[np.isfinite(rewards)]
-        top = np.sort(finite)[-max(1, len(finite) // 10):] if len(finite) else finite
-        row = {"round": round_, "oracle_calls": self.reward.calls,
-               "reward_mean": float(finite.mean()) if len(finite) else float("nan"),
-               "reward_top10": float(top.mean()) if len(top) else float("nan"),
-               "reward_max": float(finite.max()) if len(finite) else float("nan"),
-               "reward_nan": int(len(rewards) - len(finite)),
-               "loglik_pretrained": float(self.reference.log_likelihood(
-                   x, generator=self.torch_generator).mean()),
-               "path_kl": float(path_kl.mean()) if path_kl is not None else 0.0,
-               "diversity": float(self.diversity(x)),
-               **extra, "wall_s": round(time.time() - self.started, 2)}
+        top = np.sort(finite)[-max(1, len(finite) // 10) :] if len(finite) else finite
+        row = {
+            "round": round_,
+            "oracle_calls": self.reward.calls,
+            "reward_mean": float(finite.mean()) if len(finite) else float("nan"),
+            "reward_top10": float(top.mean()) if len(top) else float("nan"),
+            "reward_max": float(finite.max()) if len(finite) else float("nan"),
+            "reward_nan": int(len(rewards) - len(finite)),
+            "loglik_pretrained": float(
+                self.reference.log_likelihood(x, generator=self.torch_generator).mean()
+            ),
+            "path_kl": float(path_kl.mean()) if path_kl is not None else 0.0,
+            "diversity": float(self.diversity(x)),
+            **extra,
+            "wall_s": round(time.time() - self.started, 2),
+        }
         self.rows.append(row)
         if self.log_path is not None:
             write_rows(self.log_path, self.rows)
-        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                       for k, v in row.items()), flush=True)
+        print(
+            " ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
+            ),
+            flush=True,
+        )
         return row
 
 

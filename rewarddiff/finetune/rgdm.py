@@ -61,7 +61,9 @@ def rgdm(task: FinetuneTask, cfg: RGDMConfig, data: Tensor | None = None) -> Non
         n_data = int(round(cfg.data_mix * cfg.batch_size))
         losses = []
         for _ in range(cfg.steps_per_round):
-            idx = torch.multinomial(torch.as_tensor(w), cfg.batch_size - n_data, True, generator=rng)
+            idx = torch.multinomial(
+                torch.as_tensor(w), cfg.batch_size - n_data, True, generator=rng
+            )
             batch = all_x[idx]
             if n_data:
                 batch = torch.cat([batch, data[torch.randint(len(data), (n_data,), generator=rng)]])
@@ -71,5 +73,13 @@ def rgdm(task: FinetuneTask, cfg: RGDMConfig, data: Tensor | None = None) -> Non
             torch.nn.utils.clip_grad_norm_(gen.net.parameters(), cfg.grad_clip)
             opt.step()
             losses.append(loss.item())
-        task.record(round_, x, rewards, path_kl, ess=ess, ess_fraction=ess / len(all_r),
-                    buffer=len(all_r), loss=float(np.mean(losses)))
+        task.record(
+            round_,
+            x,
+            rewards,
+            path_kl,
+            ess=ess,
+            ess_fraction=ess / len(all_r),
+            buffer=len(all_r),
+            loss=float(np.mean(losses)),
+        )

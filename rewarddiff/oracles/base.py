@@ -42,8 +42,9 @@ class Oracle:
         except Exception:  # a batch failed: score one by one so only bad designs become NaN
             values = np.array([self._score_one(d) for d in designs], dtype=np.float64)
         if values.shape != (len(designs),):
-            raise ValueError(f"oracle {self.info.name} returned shape {values.shape} "
-                             f"for {len(designs)} designs")
+            raise ValueError(
+                f"oracle {self.info.name} returned shape {values.shape} for {len(designs)} designs"
+            )
         values[~np.isfinite(values)] = np.nan
         return values
 

@@ -27,8 +27,16 @@ class FitConfig:
     task: str = "classification"  # or "regression"
 
 
-def fit(net: nn.Module, x: Tensor, y: Tensor, x_val: Tensor, y_val: Tensor, cfg: FitConfig,
-        generator: torch.Generator, log: Callable[[dict], None] | None = None) -> dict:
+def fit(
+    net: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    x_val: Tensor,
+    y_val: Tensor,
+    cfg: FitConfig,
+    generator: torch.Generator,
+    log: Callable[[dict], None] | None = None,
+) -> dict:
     """Fit ``net`` by cross-entropy (classes) or MSE; keep the weights with the best validation
     loss. Returns the best validation metrics."""
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -41,8 +49,10 @@ def fit(net: nn.Module, x: Tensor, y: Tensor, x_val: Tensor, y_val: Tensor, cfg:
         loss.backward()
         opt.step()
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            metrics = evaluate(net, x_val, y_val, cfg.task) | {"step": step,
-                                                               "train_loss": loss.item()}
+            metrics = evaluate(net, x_val, y_val, cfg.task) | {
+                "step": step,
+                "train_loss": loss.item(),
+            }
             if log:
                 log(metrics)
             if best is None or metrics["loss"] < best["loss"]:
@@ -110,14 +120,18 @@ class RewardEnsemble(nn.Module):
     @torch.no_grad()
     def predict(self, x: Tensor, batch_size: int = 512) -> tuple[Tensor, Tensor]:
         self.eval()
-        outs = torch.cat([self.head_outputs(x[i : i + batch_size])
-                          for i in range(0, len(x), batch_size)], dim=1)
+        outs = torch.cat(
+            [self.head_outputs(x[i : i + batch_size]) for i in range(0, len(x), batch_size)], dim=1
+        )
         return outs.mean(0), outs.std(0, unbiased=False)
 
     def save(self, path: str | Path, config: dict) -> None:
-        save_tensors(path, self.state_dict(), config | {"task": self.task,
-                                                        "temperature": self.temperature,
-                                                        "num_heads": len(self.heads)})
+        save_tensors(
+            path,
+            self.state_dict(),
+            config
+            | {"task": self.task, "temperature": self.temperature, "num_heads": len(self.heads)},
+        )
 
     @classmethod
     def load(cls, path: str | Path, build_head: Callable[[dict], nn.Module]) -> RewardEnsemble:

@@ -21,14 +21,21 @@ def reverse_sigmoid(x, low: float, high: float, k: float = 0.25):
     return 1.0 - sigmoid(x, low, high, k)
 
 
-def double_sigmoid(x, low: float, high: float, coef_div: float = 100.0, coef_si: float = 150.0,
-                   coef_se: float = 150.0):
+def double_sigmoid(
+    x,
+    low: float,
+    high: float,
+    coef_div: float = 100.0,
+    coef_si: float = 150.0,
+    coef_se: float = 150.0,
+):
     """≈1 inside [low, high], falling off smoothly on both sides (REINVENT's double sigmoid)."""
     x = np.asarray(x, dtype=np.float64)
     a = 10.0 ** (coef_se * (x / coef_div))
     rise = a / (a + 10.0 ** (coef_se * (low / coef_div)))
     fall = 1.0 - 10.0 ** (coef_si * (x / coef_div)) / (
-        10.0 ** (coef_si * (x / coef_div)) + 10.0 ** (coef_si * (high / coef_div)))
+        10.0 ** (coef_si * (x / coef_div)) + 10.0 ** (coef_si * (high / coef_div))
+    )
     return rise * fall
 
 
@@ -43,9 +50,14 @@ def clip(x, low: float = -np.inf, high: float = np.inf):
     return np.clip(x, low, high)
 
 
-TRANSFORMS = {"sigmoid": sigmoid, "reverse_sigmoid": reverse_sigmoid,
-              "double_sigmoid": double_sigmoid, "target_window": target_window, "clip": clip,
-              "identity": lambda x: x}
+TRANSFORMS = {
+    "sigmoid": sigmoid,
+    "reverse_sigmoid": reverse_sigmoid,
+    "double_sigmoid": double_sigmoid,
+    "target_window": target_window,
+    "clip": clip,
+    "identity": lambda x: x,
+}
 
 
 def apply_transform(values, spec: dict | None):
@@ -62,8 +74,9 @@ def apply_transform(values, spec: dict | None):
         raise UserError(f"transform {kind!r}: {err}") from None
 
 
-def combine(columns: dict[str, np.ndarray], components: list[dict],
-            mode: str = "weighted_sum") -> np.ndarray:
+def combine(
+    columns: dict[str, np.ndarray], components: list[dict], mode: str = "weighted_sum"
+) -> np.ndarray:
     """Weighted sum (or weighted geometric mean) of transformed oracle columns.
 
     ``columns`` maps oracle spec → raw values (n,); NaN in any component gives NaN.
@@ -71,9 +84,14 @@ def combine(columns: dict[str, np.ndarray], components: list[dict],
     if mode not in ("weighted_sum", "geometric"):
         raise UserError(f"unknown combination mode {mode!r} (weighted_sum or geometric)")
     total_weight = sum(float(c.get("weight", 1.0)) for c in components)
-    parts = [float(c.get("weight", 1.0)) * (
-        np.log(np.clip(apply_transform(columns[c["oracle"]], c.get("transform")), 1e-12, None))
-        if mode == "geometric" else apply_transform(columns[c["oracle"]], c.get("transform")))
-        for c in components]
+    parts = [
+        float(c.get("weight", 1.0))
+        * (
+            np.log(np.clip(apply_transform(columns[c["oracle"]], c.get("transform")), 1e-12, None))
+            if mode == "geometric"
+            else apply_transform(columns[c["oracle"]], c.get("transform"))
+        )
+        for c in components
+    ]
     out = np.sum(parts, axis=0)
     return np.exp(out / total_weight) if mode == "geometric" else out

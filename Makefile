@@ -3,6 +3,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CORES  ?= 2
 STAMP  := $(VENV)/.installed
+# Snakemake rules call the `rewarddiff` console script of this virtualenv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: install demo test lint clean-demo
 

@@ -79,7 +79,11 @@ def finetune(
     dom = get_domain(domain)
     generator = dom.load_generator(pretrained)
     reference = generator.frozen_copy()
-    reward = CountingReward(dom.reward_function(objective["reward"], reward_model))
+    objective_fn = dom.reward_function(objective["reward"], reward_model)
+    if objective.get("direction", "maximize") == "minimize":  # methods always maximise
+        reward = CountingReward(lambda x: -objective_fn(x))
+    else:
+        reward = CountingReward(objective_fn)
     task = FinetuneTask(
         generator, reference, reward, dom.diversity, seed, out_dir / "train_log.csv"
     )
@@ -87,7 +91,7 @@ def finetune(
     cfg = dataclass_from(config_cls, params, f"finetune.{method}")
     if method == "best_of_n":
         selected = run(task, cfg)
-        scores = {"reward_ft": reward.fn(selected)}  # re-scored for the header, not counted
+        scores = {"reward_ft": objective_fn(selected)}  # for the header; not counted
         dom.write_designs(
             out_dir / f"selected{dom.design_suffix}", dom.to_designs(selected), scores
         )

@@ -14,6 +14,7 @@ from rewarddiff import UserError
 from rewarddiff.config import dataclass_from
 from rewarddiff.domain import get_domain
 from rewarddiff.finetune import METHODS, CountingReward, FinetuneTask
+from rewarddiff.finetune.common import direction_sign
 from rewarddiff.io import Manifest, atomic_path, write_json
 
 
@@ -80,10 +81,7 @@ def finetune(
     generator = dom.load_generator(pretrained)
     reference = generator.frozen_copy()
     objective_fn = dom.reward_function(objective["reward"], reward_model)
-    if objective.get("direction", "maximize") == "minimize":  # methods always maximise
-        reward = CountingReward(lambda x: -objective_fn(x))
-    else:
-        reward = CountingReward(objective_fn)
+    reward = CountingReward(objective_fn, sign=direction_sign(objective.get("direction")))
     task = FinetuneTask(
         generator, reference, reward, dom.diversity, seed, out_dir / "train_log.csv"
     )

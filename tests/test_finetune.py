@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from rewarddiff import UserError
 from rewarddiff.diffusion.masked import MaskedDiffusion
 from rewarddiff.finetune import (
     BestOfNConfig,
@@ -14,6 +15,7 @@ from rewarddiff.finetune import (
     best_of_n,
     rgdm,
 )
+from rewarddiff.finetune.common import direction_sign
 from rewarddiff.finetune.rgdm import effective_sample_size, payoff_weights
 from rewarddiff.generator import MaskedSequenceGenerator
 
@@ -59,6 +61,14 @@ def test_payoff_weights_and_ess():
     assert w.tolist() == pytest.approx([0.25, 0.75, 0.0])
     assert effective_sample_size(np.full(10, 0.1)) == pytest.approx(10.0)
     assert effective_sample_size(np.array([1.0, 0.0])) == pytest.approx(1.0)
+
+
+def test_minimize_direction_negates_and_counts_calls():
+    reward = CountingReward(lambda x: x.sum(-1).numpy().astype(float), direction_sign("minimize"))
+    assert reward(torch.tensor([[1, 2], [0, 0]])).tolist() == [-3.0, 0.0]
+    assert reward.calls == 2
+    with pytest.raises(UserError, match="maximize or minimize"):
+        direction_sign("target")
 
 
 def test_best_of_n_keeps_top_k_at_budget():

@@ -13,19 +13,30 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rewarddiff import UserError
 from rewarddiff.generator import MaskedSequenceGenerator
+
+
+def direction_sign(direction: str | None) -> float:
+    """Methods always maximise: a ``minimize`` objective is steered as its negative."""
+    signs = {None: 1.0, "maximize": 1.0, "minimize": -1.0}
+    if direction not in signs:
+        raise UserError(f"objective direction must be maximize or minimize, not {direction!r}")
+    return signs[direction]
 
 
 @dataclass
 class CountingReward:
-    """Wraps a reward function ``fn(x) -> (n,) array`` and counts oracle calls (designs scored)."""
+    """Wraps a reward function ``fn(x) -> (n,) array``, applies the direction ``sign`` and counts
+    oracle calls (designs scored)."""
 
     fn: Callable[[Tensor], np.ndarray]
+    sign: float = 1.0
     calls: int = 0
 
     def __call__(self, x: Tensor) -> np.ndarray:
         self.calls += len(x)
-        return np.asarray(self.fn(x), dtype=np.float64)
+        return self.sign * np.asarray(self.fn(x), dtype=np.float64)
 
 
 @dataclass

@@ -78,7 +78,7 @@ def finetune(
         seed,
     )
     dom = get_domain(domain)
-    generator = dom.load_generator(pretrained)
+    generator = dom.load_generator(pretrained, "auto")
     reference = generator.frozen_copy()
     objective_fn = dom.reward_function(objective["reward"], reward_model)
     reward = CountingReward(objective_fn, sign=direction_sign(objective.get("direction")))
@@ -114,7 +114,7 @@ def sample(
         designs = dom.read_designs(selected)[:n]
     else:
         torch.manual_seed(seed)
-        gen = dom.load_generator(model)
+        gen = dom.load_generator(model, "auto")
         tokens, _ = gen.sample(n, torch.Generator().manual_seed(seed))
         designs = dom.to_designs(tokens)
     dom.write_designs(out, designs, {})

@@ -6,11 +6,21 @@ from __future__ import annotations
 from dataclasses import fields
 from pathlib import Path
 
+import torch
 import yaml
 
 from rewarddiff import UserError
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "workflow" / "schemas"
+
+
+def resolve_device(name: str | None = "auto") -> torch.device:
+    """``auto`` → CUDA when available, else CPU; ``cpu``/``cuda``/``cuda:N`` as given."""
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device {name!r} requested but CUDA is not available")
+    return torch.device(name)
 
 
 def dataclass_from(cls, params: dict | None, where: str):

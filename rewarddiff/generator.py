@@ -26,6 +26,10 @@ class MaskedSequenceGenerator:
     sample_batch: int = 256
     config: dict = field(default_factory=dict)  # rebuilds ``net`` (saved with the weights)
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
     def frozen_copy(self) -> MaskedSequenceGenerator:
         return dataclasses.replace(self, net=copy.deepcopy(self.net).eval().requires_grad_(False))
 
@@ -38,12 +42,13 @@ class MaskedSequenceGenerator:
         label: int | None = None,
         guidance: float = 0.0,
     ) -> tuple[Tensor, Tensor | None]:
-        """Tokens (num, length) and, with ``reference``, the path KL to it (num,) in nats."""
+        """Tokens (num, length) and, with ``reference``, the path KL to it (num,) in nats; both
+        returned on the CPU whatever device the network runs on."""
         self.net.eval()
         tokens, kls = [], []
         for start in range(0, num, self.sample_batch):
             b = min(self.sample_batch, num - start)
-            labels = None if label is None else torch.full((b,), label, dtype=torch.long)
+            labels = None if label is None else torch.full((b,), label, device=self.device)
             out = self.diffusion.sample(
                 self.net,
                 b,
@@ -53,10 +58,11 @@ class MaskedSequenceGenerator:
                 guidance,
                 reference.net if reference else None,
                 generator,
+                self.device,
             )
-            tokens.append(out[0] if reference else out)
+            tokens.append((out[0] if reference else out).cpu())
             if reference:
-                kls.append(out[1])
+                kls.append(out[1].cpu())
         return torch.cat(tokens), (torch.cat(kls) if reference else None)
 
     def loss(
@@ -67,6 +73,9 @@ class MaskedSequenceGenerator:
         generator: torch.Generator | None = None,
     ) -> Tensor:
         self.net.train()
+        x = x.to(self.device)
+        label = None if label is None else label.to(self.device)
+        weights = None if weights is None else weights.to(self.device)
         return self.diffusion.loss(self.net, x, label, weights, generator)
 
     @torch.no_grad()
@@ -78,8 +87,11 @@ class MaskedSequenceGenerator:
         return torch.cat(
             [
                 self.diffusion.log_likelihood(
-                    self.net, x[i : i + self.sample_batch], num_t=num_t, generator=generator
-                )
+                    self.net,
+                    x[i : i + self.sample_batch].to(self.device),
+                    num_t=num_t,
+                    generator=generator,
+                ).cpu()
                 for i in range(0, len(x), self.sample_batch)
             ]
         )

@@ -64,9 +64,11 @@ def train(
 ) -> EMA:
     """Train ``model`` in place; resume from ``out_dir/checkpoint.safetensors`` if present.
 
-    ``stop_at_step`` ends the run early after checkpointing (used to test interruption).
-    Returns the EMA (whose ``.model`` is the weights to sample from).
+    The model trains on the device it is on (``batch_fn`` must return batches there); on CUDA
+    the forward pass runs under bf16 autocast. ``stop_at_step`` ends the run early after
+    checkpointing (used to test interruption). Returns the EMA (``.model`` = sampling weights).
     """
+    device_type = next(model.parameters()).device.type
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path, log_path = out_dir / "checkpoint.safetensors", out_dir / "train_log.csv"
@@ -89,7 +91,8 @@ def train(
     while step < cfg.steps:
         model.train()
         batch = batch_fn(torch.randint(num_examples, (cfg.batch_size,), generator=gen))
-        loss = loss_fn(model, batch)
+        with torch.autocast(device_type, torch.bfloat16, enabled=device_type == "cuda"):
+            loss = loss_fn(model, batch)
         if not math.isfinite(loss.item()):
             raise NonFiniteLoss(
                 f"loss is {loss.item()} at step {step + 1}; stopping "
@@ -142,6 +145,7 @@ def save_checkpoint(path, model, ema, opt, gen, step, config) -> None:
         | {f"ema.{k}": v for k, v in ema.model.state_dict().items()}
         | opt_tensors
         | {"rng.torch": torch.get_rng_state(), "rng.generator": gen.get_state()}
+        | ({"rng.cuda": torch.cuda.get_rng_state()} if torch.cuda.is_available() else {})
     )
     save_tensors(path, tensors, {"step": step, "train_config": config, "optim": opt_skeleton})
 
@@ -157,4 +161,6 @@ def load_checkpoint(path, model, ema, opt, gen) -> int:
     opt.load_state_dict(unflatten_state(meta["optim"], tensors))
     torch.set_rng_state(tensors["rng.torch"])
     gen.set_state(tensors["rng.generator"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
     return int(meta["step"])

@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 
 from rewarddiff import UserError
-from rewarddiff.config import dataclass_from
+from rewarddiff.config import dataclass_from, resolve_device
 from rewarddiff.diffusion.masked import MaskedDiffusion
 from rewarddiff.domain import register_domain
 from rewarddiff.generator import MaskedSequenceGenerator
@@ -183,12 +183,13 @@ class DNADomain:
     ) -> dict:
         x, _ = self.load_split(data_dir, "train")
         gen = self.build_generator(params)
+        gen.net.to(resolve_device(params.get("device", "auto")))
         cfg = dataclass_from(TrainConfig, params.get("train"), "pretrain.train")
-        loss_gen = torch.Generator().manual_seed(cfg.seed + 1)
+        # the masked loss draws from the global RNG, whose state the checkpoint saves
         ema = train(
             gen.net,
-            lambda net, batch: gen.diffusion.loss(net, batch, generator=loss_gen),
-            lambda idx: x[idx],
+            lambda net, batch: gen.diffusion.loss(net, batch),
+            lambda idx: x[idx].to(gen.device),
             len(x),
             cfg,
             out_dir,
@@ -205,7 +206,7 @@ class DNADomain:
             "valid_nats_per_base": -ll.mean().item() / self.length,
         }
 
-    def load_generator(self, checkpoint: Path) -> MaskedSequenceGenerator:
+    def load_generator(self, checkpoint: Path, device: str = "cpu") -> MaskedSequenceGenerator:
         tensors, config = load_tensors(checkpoint)
         gen = self.build_generator(
             {
@@ -215,6 +216,7 @@ class DNADomain:
             }
         )
         gen.net.load_state_dict(tensors)
+        gen.net.to(resolve_device(device))
         return gen
 
     def save_generator(self, path: Path, gen: MaskedSequenceGenerator) -> None:
@@ -291,7 +293,7 @@ class DNADomain:
         for c, p in zip(classes, probs.mean(0).tolist()):
             out[f"prob_{c}"] = p
         if pretrained is not None:
-            gen = self.load_generator(pretrained)
+            gen = self.load_generator(pretrained, "auto")
             out["loglik_pretrained"] = (
                 gen.log_likelihood(
                     tokens,

@@ -17,6 +17,12 @@ from torch import Tensor
 NEG_INF = -1e9
 
 
+def uniform(shape, generator: torch.Generator | None, device) -> Tensor:
+    """U(0, 1) drawn on the generator's device (CPU generators drive CUDA sampling too)."""
+    draw_on = generator.device if generator is not None else device
+    return torch.rand(shape, generator=generator, device=draw_on).to(device)
+
+
 @dataclass
 class MaskedDiffusion:
     vocab_size: int
@@ -35,7 +41,7 @@ class MaskedDiffusion:
 
     def mask(self, x0: Tensor, t: Tensor, generator=None) -> Tensor:
         # q(x_t | x_0): each token independently becomes MASK with probability 1 − α_t
-        u = torch.rand(x0.shape, generator=generator, device=x0.device)
+        u = uniform(x0.shape, generator, x0.device)
         return torch.where(u < (1.0 - self.alpha(t))[:, None], self.mask_id, x0)
 
     # ----- SUBS parameterisation -------------------------------------------------------------
@@ -60,9 +66,7 @@ class MaskedDiffusion:
     def drop_labels(self, label: Tensor | None, generator=None) -> Tensor | None:
         if label is None or self.label_dropout <= 0:
             return label
-        drop = (
-            torch.rand(label.shape, generator=generator, device=label.device) < self.label_dropout
-        )
+        drop = uniform(label.shape, generator, label.device) < self.label_dropout
         return torch.where(drop, self.num_labels, label)
 
     # ----- training objective ----------------------------------------------------------------
@@ -87,7 +91,7 @@ class MaskedDiffusion:
         b = x0.shape[0]
         if t is None:
             # low-discrepancy t: one uniform offset shared, stratified over the batch
-            u = torch.rand((), generator=generator, device=x0.device)
+            u = uniform((), generator, x0.device)
             t = (u + torch.arange(b, device=x0.device) / b) % 1.0
         t = t.clamp(min=1e-4)
         xt = self.mask(x0, t, generator)
@@ -103,7 +107,7 @@ class MaskedDiffusion:
         """ELBO estimate of log p(x_0) in nats per sequence, averaged over ``num_t`` times: (B,)."""
         b = x0.shape[0]
         total = torch.zeros(b, device=x0.device)
-        offset = torch.rand((), generator=generator, device=x0.device)
+        offset = uniform((), generator, x0.device)
         for i in range(num_t):
             t = torch.full((b,), ((offset + i) / num_t).item() % 1.0, device=x0.device)
             total += self.sequence_nll(net, x0, label, generator, t=t)
@@ -117,14 +121,8 @@ class MaskedDiffusion:
 
     def step(self, log_p0: Tensor, x: Tensor, t: float, s: float, generator=None) -> Tensor:
         """One reverse step x_t → x_s: masked tokens are revealed from p_θ(x_0|x_t); others kept."""
-        reveal = torch.rand(
-            x.shape, generator=generator, device=x.device
-        ) < self.unmask_probability(t, s)
-        gumbel = -torch.log(
-            -torch.log(
-                torch.rand(log_p0.shape, generator=generator, device=x.device).clamp_min(1e-20)
-            )
-        )
+        reveal = uniform(x.shape, generator, x.device) < self.unmask_probability(t, s)
+        gumbel = -torch.log(-torch.log(uniform(log_p0.shape, generator, x.device).clamp_min(1e-20)))
         proposal = (log_p0 + gumbel).argmax(-1)
         return torch.where((x == self.mask_id) & reveal, proposal, x)
 
@@ -213,11 +211,7 @@ class MaskedDiffusion:
             )
             logits = torch.cat([log_p + torch.log(torch.tensor(max(a, 1e-30))), stay], -1)
             gumbel = -torch.log(
-                -torch.log(
-                    torch.rand(logits.shape, generator=generator, device=logits.device).clamp_min(
-                        1e-20
-                    )
-                )
+                -torch.log(uniform(logits.shape, generator, logits.device).clamp_min(1e-20))
             )
             soft = ((logits + gumbel) / tau).softmax(-1)
             hard = F.one_hot(soft.argmax(-1), self.vocab_size + 1).float()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -23,7 +24,7 @@ class OracleInfo:
     description: str = ""
 
 
-class Oracle:
+class Oracle(ABC):
     """Batched property function: ``oracle(designs) -> float array`` with NaN for failures.
 
     Subclasses implement :meth:`score`; :meth:`__call__` guarantees the contract (one float per
@@ -33,8 +34,9 @@ class Oracle:
 
     info: OracleInfo
 
+    @abstractmethod
     def score(self, designs: Any) -> np.ndarray:
-        raise NotImplementedError(f"{type(self).__name__} must implement score()")
+        """Raw scores of a batch: (n,) floats."""
 
     def __call__(self, designs: Any) -> np.ndarray:
         try:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -16,6 +15,7 @@ from rewarddiff.domain import get_domain
 from rewarddiff.finetune import METHODS, CountingReward, FinetuneTask
 from rewarddiff.finetune.common import direction_sign
 from rewarddiff.io import Manifest, atomic_path, write_json
+from rewarddiff.oracles.base import summarize_scores
 
 
 def prepare(domain: str, params: dict, out_dir: Path) -> dict:
@@ -155,14 +155,8 @@ def score(
     if metrics_out is not None:
         result = dom.metrics(designs, metrics_params or {}, data_dir, reward_model, pretrained)
         for col in table.columns[1:]:
-            values = table[col].to_numpy(dtype=float)
-            finite = values[np.isfinite(values)]
-            result[f"{col}_mean"] = float(finite.mean()) if len(finite) else float("nan")
-            result[f"{col}_top10"] = (
-                float(np.sort(finite)[-max(1, len(finite) // 10) :].mean())
-                if len(finite)
-                else float("nan")
-            )
-            result[f"{col}_failed"] = int(len(values) - len(finite))
+            stats = summarize_scores(table[col].to_numpy(dtype=float))
+            for key in ("mean", "top10", "failed"):
+                result[f"{col}_{key}"] = stats[key]
         write_json(metrics_out, result)
     return table

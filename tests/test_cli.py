@@ -22,21 +22,17 @@ def assert_one_line_error(result, *fragments):
         assert fragment in lines[0]
 
 
+def score(fasta, oracles, out):
+    return cli(
+        "score", "--domain", "dna", "--input", str(fasta), "--oracles", oracles, "--out", str(out)
+    )
+
+
 def test_score_user_fasta(tmp_path):
     fasta = tmp_path / "designs.fasta"
     fasta.write_text(">a\nGGGGCCCC\n>b\nATATATAT\n")
     out = tmp_path / "scores.csv"
-    result = cli(
-        "score",
-        "--domain",
-        "dna",
-        "--input",
-        str(fasta),
-        "--oracles",
-        "gc_content,jaspar_motif:MA0114",
-        "--out",
-        str(out),
-    )
+    result = score(fasta, "gc_content,jaspar_motif:MA0114", out)
     assert result.returncode == 0, result.stderr
     table = pd.read_csv(out)
     assert table["gc_content"].tolist() == [1.0, 0.0]
@@ -47,31 +43,11 @@ def test_score_bad_fasta_and_unknown_oracle(tmp_path):
     fasta = tmp_path / "bad.fasta"
     fasta.write_text(">ok\nACGT\n>broken\nACNT\n")
     out = tmp_path / "scores.csv"
-    result = cli(
-        "score",
-        "--domain",
-        "dna",
-        "--input",
-        str(fasta),
-        "--oracles",
-        "gc_content",
-        "--out",
-        str(out),
-    )
+    result = score(fasta, "gc_content", out)
     assert_one_line_error(result, str(fasta), "'broken'", "invalid letter 'N'")
     assert not out.exists()
     fasta.write_text(">ok\nACGT\n")
-    result = cli(
-        "score",
-        "--domain",
-        "dna",
-        "--input",
-        str(fasta),
-        "--oracles",
-        "gc_contnet",
-        "--out",
-        str(out),
-    )
+    result = score(fasta, "gc_contnet", out)
     assert_one_line_error(result, "unknown oracle 'gc_contnet'")
     assert not out.exists()
 

@@ -8,6 +8,7 @@ Tokens are integers ``0..V-1``; ``V`` is the MASK token. A denoising network is 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -206,10 +207,8 @@ class MaskedDiffusion:
                 kl = kl + self.transition_kl(log_p, log_ref, masked, t, s)
             a = self.unmask_probability(t, s)
             # reverse transition of a masked token: a·p_θ(x_0|x_t) + (1 − a)·δ_MASK
-            stay = torch.full_like(
-                log_p[..., :1], torch.log(torch.tensor(max(1.0 - a, 1e-30))).item()
-            )
-            logits = torch.cat([log_p + torch.log(torch.tensor(max(a, 1e-30))), stay], -1)
+            stay = torch.full_like(log_p[..., :1], math.log(max(1.0 - a, 1e-30)))
+            logits = torch.cat([log_p + math.log(max(a, 1e-30)), stay], -1)
             gumbel = -torch.log(
                 -torch.log(uniform(logits.shape, generator, logits.device).clamp_min(1e-20))
             )

@@ -15,6 +15,8 @@ from torch import Tensor
 
 from rewarddiff import UserError
 from rewarddiff.generator import MaskedSequenceGenerator
+from rewarddiff.io import atomic_path
+from rewarddiff.oracles.base import summarize_scores
 
 
 def direction_sign(direction: str | None) -> float:
@@ -59,15 +61,14 @@ class FinetuneTask:
         self, round_: int, x: Tensor, rewards: np.ndarray, path_kl: Tensor | None, **extra
     ) -> dict:
         """Log one round: reward stats, log p_pre of the samples, path KL, diversity."""
-        finite = rewards[np.isfinite(rewards)]
-        top = np.sort(finite)[-max(1, len(finite) // 10) :] if len(finite) else finite
+        stats = summarize_scores(rewards)
         row = {
             "round": round_,
             "oracle_calls": self.reward.calls,
-            "reward_mean": float(finite.mean()) if len(finite) else float("nan"),
-            "reward_top10": float(top.mean()) if len(top) else float("nan"),
-            "reward_max": float(finite.max()) if len(finite) else float("nan"),
-            "reward_nan": int(len(rewards) - len(finite)),
+            "reward_mean": stats["mean"],
+            "reward_top10": stats["top10"],
+            "reward_max": stats["max"],
+            "reward_nan": stats["failed"],
             "loglik_pretrained": float(
                 self.reference.log_likelihood(x, generator=self.torch_generator).mean()
             ),
@@ -89,8 +90,6 @@ class FinetuneTask:
 
 
 def write_rows(path: Path, rows: list[dict]) -> None:
-    from rewarddiff.io import atomic_path
-
     fields = list(dict.fromkeys(k for r in rows for k in r))
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)

@@ -11,6 +11,21 @@ import numpy as np
 Direction = Literal["maximize", "minimize", "target"]
 
 
+def summarize_scores(values: np.ndarray) -> dict:
+    """Mean, top-10 % mean and max of the finite scores, and how many failed (NaN): floats are
+    NaN when no score is finite."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.sort(values[np.isfinite(values)])
+    if not len(finite):
+        return {"mean": np.nan, "top10": np.nan, "max": np.nan, "failed": len(values)}
+    return {
+        "mean": float(finite.mean()),
+        "top10": float(finite[-max(1, len(finite) // 10) :].mean()),
+        "max": float(finite[-1]),
+        "failed": int(len(values) - len(finite)),
+    }
+
+
 @dataclass(frozen=True)
 class OracleInfo:
     """Metadata shown by ``rewarddiff oracles`` and written beside every score column."""

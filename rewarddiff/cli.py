@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def stage(name, help_, section=None):
         p = sub.add_parser(name, help=help_)
-        p.add_argument("--domain", required=True, help="dna (molecules, shapes, protein later)")
+        p.add_argument("--domain", required=True, help="dna or molecule (or a registered third-party domain)")
         if section:
             p.add_argument("--config", type=Path, help="pipeline config YAML")
             p.add_argument("--params", type=_json, help="stage parameters as JSON (overrides)")

@@ -14,7 +14,9 @@ import numpy as np
 from rewarddiff import UserError
 
 ENTRY_POINT_GROUP = "rewarddiff.domains"
-BUILTIN = {"dna": "seqgen.dna"}  # domain name -> module that registers it on import
+BUILTIN = {"dna": "seqgen.dna", "molecule": "molgen.domain"}
+# design file suffix per built-in domain, readable without importing the domain (Snakemake)
+BUILTIN_SUFFIX = {"dna": ".fasta", "molecule": ".sdf"}  # domain name -> module that registers it on import
 
 _DOMAINS: dict[str, Domain] = {}
 
@@ -44,6 +46,10 @@ class Domain(Protocol):
     def metrics(
         self, designs: Any, params: dict, data_dir: Path, reward_dir: Path, pretrained: Path | None
     ) -> dict: ...
+
+
+def design_suffix(name: str) -> str:
+    return BUILTIN_SUFFIX[name] if name in BUILTIN_SUFFIX else get_domain(name).design_suffix
 
 
 def register_domain(domain: Domain) -> Domain:

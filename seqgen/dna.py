@@ -13,7 +13,7 @@ import torch
 from rewarddiff import UserError
 from rewarddiff.config import dataclass_from, resolve_device
 from rewarddiff.diffusion.masked import MaskedDiffusion
-from rewarddiff.domain import register_domain
+from rewarddiff.domain import BUILTIN_SUFFIX, register_domain
 from rewarddiff.generator import MaskedSequenceGenerator
 from rewarddiff.io import atomic_path, load_tensors, save_model, write_json
 from rewarddiff.oracles import learned
@@ -40,7 +40,7 @@ SPLITS = ("train", "valid", "test")
 @dataclass
 class DNADomain:
     name: str = "dna"
-    design_suffix: str = ".fasta"
+    design_suffix: str = BUILTIN_SUFFIX["dna"]
     alphabet: str = DNA_ALPHABET
     length: int = 200
 

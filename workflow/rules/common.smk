@@ -7,8 +7,11 @@ import shlex
 import pandas as pd
 from snakemake.utils import validate
 
+from rewarddiff.domain import BUILTIN_SUFFIX, design_suffix
+
 RESULTS = config.get("results_dir", "results")
 LOGS = f"{RESULTS}/logs"
+DESIGN_EXT = "|".join(s.lstrip(".") for s in sorted(set(BUILTIN_SUFFIX.values())))
 
 
 wildcard_constraints:

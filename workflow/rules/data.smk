@@ -1,7 +1,6 @@
 rule prepare_data:
+    """Prepared splits in the domain's format; the manifest is written last."""
     output:
-        expand("{{results}}/{{domain}}/data/{split}.fasta", split=["train", "valid", "test"]),
-        labels="{results}/{domain}/data/labels.tsv",
         manifest="{results}/{domain}/data/manifest.json",
     params:
         cfg=lambda w: as_json(domain_cfg(w.domain, "data")),

@@ -1,7 +1,7 @@
 rule pretrain:
     """Pretrain the diffusion model; re-running after an interruption resumes."""
     input:
-        train="{results}/{domain}/data/train.fasta",
+        data="{results}/{domain}/data/manifest.json",
     output:
         model="{results}/{domain}/pretrained/model.safetensors",
         log_csv="{results}/{domain}/pretrained/train_log.csv",

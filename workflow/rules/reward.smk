@@ -1,7 +1,7 @@
 rule train_reward:
     """Reward-model copies on disjoint data: `ft` steers fine-tuning, `eval` scores designs."""
     input:
-        labels="{results}/{domain}/data/labels.tsv",
+        data="{results}/{domain}/data/manifest.json",
     output:
         model="{results}/{domain}/rewards/{role}/model.safetensors",
         metrics=report(

@@ -14,14 +14,15 @@ rule sample:
     input:
         model=sample_model,
     output:
-        designs="{results}/{domain}/campaigns/{campaign}/{method}/seed{seed}/designs.fasta",
+        designs="{results}/{domain}/campaigns/{campaign}/{method}/seed{seed}/designs.{ext}",
     wildcard_constraints:
         seed=r"\d+",
+        ext=DESIGN_EXT,
     params:
         n=n_samples,
         # best_of_n's selection is written next to its model by the finetune stage
         selected=lambda w, input: (
-            f"--selected {os.path.dirname(input.model)}/selected.fasta"
+            f"--selected {os.path.dirname(input.model)}/selected.{w.ext}"
             if w.method == "best_of_n" else ""
         ),
         # distinct seeds for baseline sampling and fine-tuned sampling

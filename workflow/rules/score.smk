@@ -6,7 +6,7 @@ def eval_oracles(w):
 rule score:
     """Score designs with the evaluation oracles (the `eval` reward copy) and compute metrics."""
     input:
-        designs="{results}/{domain}/campaigns/{campaign}/{method}/seed{seed}/designs.fasta",
+        designs=lambda w: f"{run_dir(w.domain, w.campaign, w.method, w.seed)}/designs{design_suffix(w.domain)}",
         eval_reward="{results}/{domain}/rewards/eval/model.safetensors",
         ft_reward="{results}/{domain}/rewards/ft/model.safetensors",
         pretrained="{results}/{domain}/pretrained/model.safetensors",

@@ -12,7 +12,7 @@ import torch
 
 from molgen import data, metrics
 from molgen import oracles as _oracles  # noqa: F401  (registers the molecule oracles)
-from molgen.bonds import build_rdkit
+from molgen.bonds import perceive
 from molgen.generator import MoleculeGenerator
 from molgen.graph import from_dense, to_dense
 from molgen.model import EGNNConfig, EGNNDenoiser
@@ -190,11 +190,11 @@ class MoleculeDomain:
     def write_designs(
         self, path: Path, designs: list[Molecule], scores: dict[str, np.ndarray]
     ) -> None:
-        """SDF: 3D coordinates, EDM-perceived bonds where the molecule sanitises, scores as SD
-        properties."""
+        """SDF: 3D coordinates, bonds where perceived (:func:`molgen.bonds.perceive`), scores as
+        SD properties."""
         for i, mol in enumerate(designs):
             mol.props = {k: float(v[i]) for k, v in scores.items()}
-        write_sdf(path, designs, [build_rdkit(m) for m in designs])
+        write_sdf(path, designs, [perceive(m) for m in designs])
 
     def score(
         self, designs: list[Molecule], oracles: list[str], reward_model: Path | None = None

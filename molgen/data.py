@@ -214,7 +214,7 @@ def prepare(params: dict, out_dir: Path) -> dict:
         }
     else:
         raise UserError(f"data: unknown molecule source {source!r} (qm9, file, smiles)")
-    summary = {}
+    summary, kept = {}, []
     rng = np.random.RandomState(seed + 1)
     for split in SPLITS:
         idx = splits[split]
@@ -227,6 +227,7 @@ def prepare(params: dict, out_dir: Path) -> dict:
         chosen = [molecules[i] for i in idx]
         save_split(Path(out_dir) / f"{split}.npz", chosen, half)
         summary[split] = len(chosen)
-    summary["max_atoms"] = int(max(len(m) for m in molecules))
-    summary["elements"] = sorted({int(z) for m in molecules for z in np.unique(m.numbers)})
+        kept += chosen
+    summary["max_atoms"] = int(max(len(m) for m in kept))
+    summary["elements"] = sorted({int(z) for m in kept for z in np.unique(m.numbers)})
     return summary

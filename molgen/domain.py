@@ -61,6 +61,7 @@ class MoleculeDomain:
         conditional protocol: ``ft`` = first half steers, ``eval`` = second half scores).
         Targets are standardised; held-out MAE on the test split is in the field's units."""
         targets = params.get("targets", ["alpha", "gap"])
+        params = self._with_elements(params, data_dir)
         x_tr, col_tr = self.load_split(data_dir, "train")
         x_va, col_va = self.load_split(data_dir, "valid")
         x_te, col_te = self.load_split(data_dir, "test")
@@ -119,6 +120,12 @@ class MoleculeDomain:
             results[copy] = test
         return results
 
+    @staticmethod
+    def _with_elements(params: dict, data_dir: Path) -> dict:
+        """Default the network's atom types to the elements of the prepared data."""
+        elements = read_json(Path(data_dir) / "dataset.json")["elements"]
+        return params | {"network": {"atom_types": elements} | (params.get("network") or {})}
+
     # ----- generator -----------------------------------------------------------------------
     def build_generator(self, params: dict, num_atoms_probs: torch.Tensor) -> MoleculeGenerator:
         net_cfg = dataclass_from(EGNNConfig, params.get("network"), "pretrain.network")
@@ -146,6 +153,7 @@ class MoleculeDomain:
         self, params: dict, data_dir: Path, out_dir: Path, stop_at_step: int | None = None
     ) -> dict:
         x, _ = self.load_split(data_dir, "train")
+        params = self._with_elements(params, data_dir)
         sizes = (x[..., 3] > 0).sum(1)
         probs = torch.bincount(sizes, minlength=x.shape[1] + 1).double()
         gen = self.build_generator(params, probs / probs.sum())
@@ -210,6 +218,34 @@ class MoleculeDomain:
 
     def diversity(self, x: torch.Tensor) -> float:
         return metrics.tanimoto_diversity(self.to_designs(x))
+
+    def render_designs(self, runs: list[tuple[str, Path]], path: Path, per_run: int = 6) -> None:
+        """PNG grid of 2D depictions: one row per (label, run directory) with its ``per_run``
+        best valid designs by ``reward_eval`` (from ``designs.sdf`` + ``scores.csv``)."""
+        import pandas as pd
+        from rdkit import Chem
+        from rdkit.Chem import Draw
+
+        mols, legends = [], []
+        for label, run_dir in runs:
+            designs = read_molecules(run_dir / "designs.sdf")
+            scores = pd.read_csv(run_dir / "scores.csv")["reward_eval"].to_numpy()
+            row = []
+            for i in np.argsort(np.where(np.isfinite(scores), -scores, np.inf)):
+                rd = perceive(designs[i])
+                if rd is not None:
+                    row.append((Chem.RemoveHs(rd, sanitize=False), f"{label} {scores[i]:.3g}"))
+                if len(row) == per_run:
+                    break
+            for rd, legend in row + [(Chem.Mol(), "")] * (per_run - len(row)):
+                rd = Chem.Mol(rd)
+                rd.RemoveAllConformers()
+                mols.append(rd)
+                legends.append(legend)
+        image = Draw.MolsToGridImage(mols, molsPerRow=per_run, subImgSize=(220, 180),
+                                     legends=legends)  # fmt: skip
+        with atomic_path(path) as tmp:
+            image.save(tmp, format="PNG")
 
     # ----- evaluation ----------------------------------------------------------------------
     def metrics(

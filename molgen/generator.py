@@ -131,8 +131,9 @@ class MoleculeGenerator:
         generator: torch.Generator | None = None,
         reference: MoleculeGenerator | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        """Molecules (num, N_max, 4) and, with ``reference``, the path KL to it (num,) in nats
-        (sum of per-step Gaussian KLs; DDPM sampler); both on the CPU."""
+        """Molecules (num, N_max, 4) and, with ``reference``, the path KL to it (num,) in nats:
+        the sum of per-step Gaussian KLs over the stochastic steps (the final t → 0 step is the
+        noiseless posterior mean and is left out); DDPM sampler; both on the CPU."""
         self.net.eval()
         out, kls = [], []
         for start in range(0, num, self.sample_batch):
@@ -158,7 +159,7 @@ class MoleculeGenerator:
                 state = self.diffusion.ddim_step(state, t, s, eps, 0.0, batch, noise=noise)
                 continue
             new, mean, var = self.diffusion.ddpm_step(state, t, s, eps, batch, noise=noise)
-            if reference is not None:
+            if reference is not None and s > 0:  # the final step t → 0 adds no noise
                 eps_ref = self._eps(reference.net, state, t_vec, batch, edges)
                 mean_ref = self.diffusion.ddpm_step(state, t, s, eps_ref, batch, noise=noise)[1]
                 kl = self.diffusion.gaussian_kl(mean, mean_ref, var)
@@ -235,7 +236,10 @@ class MoleculeGenerator:
 
 
 def _log_bin(offset: Tensor, sigma: Tensor) -> Tensor:
-    """log P(|offset + σ ε| < 1/2), ε ~ N(0, 1): the mass of a unit bin around the centre."""
+    """log P(|offset + σ ε| < 1/2), ε ~ N(0, 1): the mass of a unit bin around the centre.
+    Symmetric in the offset; computed for |offset| in float64 so that the far tail stays
+    finite."""
+    offset, sigma = offset.abs().double(), torch.as_tensor(sigma).double()
     upper = torch.special.log_ndtr((0.5 - offset) / sigma)
     lower = torch.special.log_ndtr((-0.5 - offset) / sigma)
-    return upper + torch.log1p(-torch.exp(lower - upper).clamp(max=1 - 1e-12))
+    return upper + torch.log1p(-torch.exp(lower - upper))

@@ -668,4 +668,3 @@ def property_oracle(argument=None, reward_model=None, **context):
     info = OracleInfo(f"property:{argument}", DOMAIN, "maximize", units, "moderate", True,
                       f"{argument} from {reward_model}")  # fmt: skip
     return FunctionOracle(info, score, predict)
-

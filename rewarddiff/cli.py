@@ -29,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def stage(name, help_, section=None):
         p = sub.add_parser(name, help=help_)
-        p.add_argument("--domain", required=True, help="dna or molecule (or a registered third-party domain)")
+        p.add_argument(
+            "--domain", required=True, help="dna, molecule or a registered domain"
+        )
         if section:
             p.add_argument("--config", type=Path, help="pipeline config YAML")
             p.add_argument("--params", type=_json, help="stage parameters as JSON (overrides)")
@@ -123,7 +125,7 @@ def run(args: argparse.Namespace) -> None:
             result = campaign.train_reward(
                 args.domain, args.params, args.data_dir, args.out_dir, copies
             )
-            print(json.dumps({k: v["accuracy"] for k, v in result.items()}))
+            print(json.dumps(result, indent=1))
         case "pretrain":
             print(
                 json.dumps(

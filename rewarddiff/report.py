@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from rewarddiff import UserError  # noqa: E402
+from rewarddiff.domain import get_domain  # noqa: E402
 from rewarddiff.io import atomic_path, write_text  # noqa: E402
 
 # columns of the method table, in order, with the direction that is better
@@ -25,6 +26,13 @@ TABLE_COLUMNS = {
     "path_kl": "↓",
     "kmer3_pearson": "↑",
     "jaspar_pearson": "↑",
+    "atom_stability": "↑",
+    "molecule_stability": "↑",
+    "validity": "↑",
+    "uniqueness": "↑",
+    "novelty": "↑",
+    "strict_validity": "↑",
+    "geometry_ok": "↑",
     "diversity": "↑",
     "memorisation": "↓",
     "oracle_calls": "",
@@ -67,9 +75,16 @@ def load_runs(metrics_paths: list[Path]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def table_columns(runs: pd.DataFrame) -> dict[str, str]:
+    """The fixed columns present, then the evaluation oracles' means (``<oracle>_mean``)."""
+    cols = {c: d for c, d in TABLE_COLUMNS.items() if c in runs}
+    oracle_means = [c for c in runs if c.endswith("_mean") and not c.startswith("reward_")]
+    return cols | {c: "" for c in sorted(oracle_means)}
+
+
 def method_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over seeds per (domain, campaign, method); pretrained first."""
-    cols = [c for c in TABLE_COLUMNS if c in runs]
+    cols = list(table_columns(runs))
     grouped = runs.groupby(["domain", "campaign", "method"])
     table = grouped[cols].mean().join(grouped[cols].std(ddof=0), rsuffix="_std")
     table["seeds"] = grouped.size()
@@ -81,8 +96,10 @@ def method_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def markdown_table(table: pd.DataFrame) -> str:
-    cols = [c for c in TABLE_COLUMNS if c in table]
-    header = ["campaign", "method", "seeds"] + [f"{c} {TABLE_COLUMNS[c]}".strip() for c in cols]
+    """One campaign's rows; columns that no run of it reports are left out."""
+    directions = table_columns(table)
+    cols = [c for c in directions if table[c].notna().any()]
+    header = ["campaign", "method", "seeds"] + [f"{c} {directions[c]}".strip() for c in cols]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, r in table.iterrows():
         cells = [r["campaign"], r["method"], str(r["seeds"])]
@@ -154,19 +171,30 @@ def reward_model_section(results_dir: Path, domains) -> str:
     for domain in domains:
         for copy in ("ft", "eval"):
             path = results_dir / domain / "rewards" / copy / "metrics.json"
-            if path.exists():
-                m = json.loads(path.read_text())
-                lines.append(
-                    f"- {domain} `{copy}` copy: held-out accuracy {m['accuracy']:.3f} "
-                    f"on {m['n_test']} test sequences (trained on {m['n_train']})"
+            if not path.exists():
+                continue
+            m = json.loads(path.read_text())
+            if "test_mae" in m:  # regressors: MAE per target in the field's units
+                mae = ", ".join(
+                    f"{t} {v:.3g} {m['units'].get(t, '')}".strip() for t, v in m["test_mae"].items()
                 )
+                score = f"held-out MAE {mae}"
+            else:
+                score = f"held-out accuracy {m['accuracy']:.3f}"
+            lines.append(
+                f"- {domain} `{copy}` copy: {score} on {m['n_test']} test examples "
+                f"(trained on {m['n_train']})"
+            )
         manifest = results_dir / domain / "pretrained" / "manifest.json"
         if manifest.exists():
             m = json.loads(manifest.read_text())
             res = m.get("results", {})
+            if "valid_nats_per_base" in res:
+                elbo = f"{res['valid_nats_per_base']:.4f} nats/base"
+            else:
+                elbo = f"{res.get('valid_loglik_per_molecule', float('nan')):.1f} nats/molecule"
             lines.append(
-                f"- {domain} pretrained model: validation ELBO "
-                f"{res.get('valid_nats_per_base', float('nan')):.4f} nats/base, "
+                f"- {domain} pretrained model: validation ELBO {elbo}, "
                 f"{m['params']['train']['steps']} steps in {m['wall_time_s']:.0f} s"
             )
     return "\n".join(lines)
@@ -183,8 +211,8 @@ def build_report(results_dir: Path, metrics_paths: list[Path], out_dir: Path) ->
     sections = [
         "# Campaign report",
         "",
-        "Evaluation uses the `eval` reward copy (trained on chromosomes disjoint from the "
-        "`ft` copy that steers fine-tuning). `oracle_calls` counts fine-tuning reward "
+        "Evaluation uses the `eval` reward copy (trained on data disjoint from the `ft` copy "
+        "that steers fine-tuning) and the analytic oracles. `oracle_calls` counts fine-tuning reward "
         "calls; every method in a campaign has the same budget. Mean ± std over seeds.",
         "",
         "## Models",
@@ -197,6 +225,13 @@ def build_report(results_dir: Path, metrics_paths: list[Path], out_dir: Path) ->
         plot_reward_vs_loglik(group, out_dir / f"{stem}_reward_vs_loglik.png")
         plot_training_curves(group, results_dir, out_dir / f"{stem}_training.png")
         sub = table[(table["domain"] == domain) & (table["campaign"] == campaign)]
+        pictures = []
+        dom = get_domain(domain)
+        if hasattr(dom, "render_designs"):  # e.g. 2D depictions of the top molecules
+            first_seed = group[group["seed"] == group["seed"].min()]
+            runs_dirs = [(r.method, Path(r.run_dir)) for r in first_seed.itertuples()]
+            dom.render_designs(runs_dirs, out_dir / f"{stem}_designs.png")
+            pictures.append(f"![top designs per method]({stem}_designs.png)")
         sections += [
             f"## {domain} / {campaign}",
             "",
@@ -205,6 +240,7 @@ def build_report(results_dir: Path, metrics_paths: list[Path], out_dir: Path) ->
             f"![reward distributions]({stem}_reward_hist.png)",
             f"![reward vs log-likelihood]({stem}_reward_vs_loglik.png)",
             f"![training curves]({stem}_training.png)",
+            *pictures,
             "",
         ]
     write_text(out_dir / "report.md", "\n".join(sections) + "\n")

@@ -29,6 +29,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     grad_clip: float = 1.0
+    grad_clip_adaptive: bool = False  # EDM: clip at 1.5·mean + 2·std of the last 50 norms
     ema_decay: float = 0.999
     warmup_steps: int = 100
     checkpoint_every: int = 200
@@ -47,6 +48,21 @@ class EMA:
     def update(self, model: nn.Module) -> None:
         for avg, p in zip(self.model.parameters(), model.parameters()):
             avg.lerp_(p.detach(), 1.0 - self.decay)
+
+
+class AdaptiveClip:
+    """EDM's gradient clipping: the limit is 1.5·mean + 2·std of the last 50 (clipped)
+    gradient norms, starting from a single large value."""
+
+    def __init__(self, history: list[float] | None = None, size: int = 50):
+        self.history, self.size = list(history or [3000.0]), size
+
+    def limit(self) -> float:
+        h = torch.tensor(self.history, dtype=torch.float64)
+        return float(1.5 * h.mean() + 2 * h.std(unbiased=False))
+
+    def record(self, grad_norm: float, limit: float) -> None:
+        self.history = (self.history + [min(grad_norm, limit)])[-self.size :]
 
 
 class NonFiniteLoss(RuntimeError):
@@ -76,9 +92,9 @@ def train(
     ema = EMA(model, cfg.ema_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    step = 0
+    step, clip = 0, AdaptiveClip()
     if ckpt_path.exists():
-        step = load_checkpoint(ckpt_path, model, ema, opt, gen)
+        step, clip.history = load_checkpoint(ckpt_path, model, ema, opt, gen)
         print(f"resumed from step {step} ({ckpt_path})", flush=True)
     elif log_path.exists():
         log_path.unlink()
@@ -100,7 +116,9 @@ def train(
             )
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        limit = clip.limit() if cfg.grad_clip_adaptive else cfg.grad_clip
+        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), limit)
+        clip.record(float(grad_norm), limit)
         opt.step()
         schedule.step()
         ema.update(model)
@@ -120,7 +138,7 @@ def train(
                 log_path, [r for r in rows if r["step"] % cfg.log_every == 0 or r["step"] == step]
             )
             rows = []
-            save_checkpoint(ckpt_path, model, ema, opt, gen, step, asdict(cfg))
+            save_checkpoint(ckpt_path, model, ema, opt, gen, step, asdict(cfg), clip.history)
         if step == stop_at_step:
             break
     bar.close()
@@ -138,7 +156,7 @@ def _append_log(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def save_checkpoint(path, model, ema, opt, gen, step, config) -> None:
+def save_checkpoint(path, model, ema, opt, gen, step, config, clip_history) -> None:
     opt_tensors, opt_skeleton = flatten_state("optim", opt.state_dict())
     tensors = (
         {f"model.{k}": v for k, v in model.state_dict().items()}
@@ -147,10 +165,11 @@ def save_checkpoint(path, model, ema, opt, gen, step, config) -> None:
         | {"rng.torch": torch.get_rng_state(), "rng.generator": gen.get_state()}
         | ({"rng.cuda": torch.cuda.get_rng_state()} if torch.cuda.is_available() else {})
     )
-    save_tensors(path, tensors, {"step": step, "train_config": config, "optim": opt_skeleton})
+    meta = {"step": step, "train_config": config, "optim": opt_skeleton, "clip": clip_history}
+    save_tensors(path, tensors, meta)
 
 
-def load_checkpoint(path, model, ema, opt, gen) -> int:
+def load_checkpoint(path, model, ema, opt, gen) -> tuple[int, list[float]]:
     tensors, meta = load_tensors(path)
 
     def part(prefix):
@@ -163,4 +182,4 @@ def load_checkpoint(path, model, ema, opt, gen) -> int:
     gen.set_state(tensors["rng.generator"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
-    return int(meta["step"])
+    return int(meta["step"]), meta.get("clip", [3000.0])

@@ -7,7 +7,7 @@ from torch import nn
 
 from rewarddiff import UserError
 from rewarddiff.io import atomic_path, load_tensors, save_model, write_json
-from rewarddiff.training import NonFiniteLoss, TrainConfig, train
+from rewarddiff.training import AdaptiveClip, NonFiniteLoss, TrainConfig, train
 
 
 def test_model_checkpoint_round_trip(tmp_path):
@@ -40,11 +40,12 @@ def _problem():
     return x, y
 
 
-def _train(out_dir, stop_at_step=None):
+def _train(out_dir, stop_at_step=None, adaptive=False):
     x, y = _problem()
     torch.manual_seed(1)
     net = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Dropout(0.1), nn.Linear(16, 1))
-    cfg = TrainConfig(steps=40, batch_size=16, lr=1e-2, checkpoint_every=10, log_every=5)
+    cfg = TrainConfig(steps=40, batch_size=16, lr=1e-2, checkpoint_every=10, log_every=5,
+                      grad_clip_adaptive=adaptive)  # fmt: skip
     ema = train(
         net,
         lambda m, b: ((m(b[0]).squeeze(-1) - b[1]) ** 2).mean(),
@@ -57,16 +58,26 @@ def _train(out_dir, stop_at_step=None):
     return net, ema
 
 
-def test_interrupted_training_resumes_bit_for_bit(tmp_path):
-    straight, straight_ema = _train(tmp_path / "a")
-    _train(tmp_path / "b", stop_at_step=20)  # "killed" after the step-20 checkpoint
-    resumed, resumed_ema = _train(tmp_path / "b")
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_interrupted_training_resumes_bit_for_bit(tmp_path, adaptive):
+    straight, straight_ema = _train(tmp_path / "a", adaptive=adaptive)
+    _train(tmp_path / "b", stop_at_step=20, adaptive=adaptive)  # "killed" after step 20
+    resumed, resumed_ema = _train(tmp_path / "b", adaptive=adaptive)
     for p, q in zip(straight.parameters(), resumed.parameters()):
         assert torch.equal(p, q)
     for p, q in zip(straight_ema.model.parameters(), resumed_ema.model.parameters()):
         assert torch.equal(p, q)
     log_a, log_b = (pd.read_csv(tmp_path / d / "train_log.csv") for d in "ab")
     assert log_a[["step", "loss"]].equals(log_b[["step", "loss"]])  # no gap, no duplicate
+
+
+def test_adaptive_clip_limit_follows_recent_norms():
+    clip = AdaptiveClip([1.0, 3.0], size=3)
+    assert clip.limit() == pytest.approx(1.5 * 2.0 + 2 * 1.0)  # 1.5·mean + 2·std
+    clip.record(100.0, clip.limit())  # an outlier enters clipped at the limit
+    assert clip.history == [1.0, 3.0, 5.0]
+    clip.record(2.0, clip.limit())
+    assert clip.history == [3.0, 5.0, 2.0]  # only the last `size` norms count
 
 
 def test_nan_loss_stops_with_message(tmp_path):

@@ -29,9 +29,9 @@ rule sample:
         seed=lambda w: 1000 + int(w.seed),
     threads: 1
     log:
-        "{results}/logs/{domain}/sample_{campaign}_{method}_seed{seed}.log",
+        "{results}/logs/{domain}/sample_{campaign}_{method}_seed{seed}_{ext}.log",
     benchmark:
-        "{results}/benchmarks/{domain}/sample_{campaign}_{method}_seed{seed}.tsv"
+        "{results}/benchmarks/{domain}/sample_{campaign}_{method}_seed{seed}_{ext}.tsv"
     shell:
         "rewarddiff sample --domain {wildcards.domain} --threads {threads} "
         "--model {input.model} {params.selected} --n {params.n} --seed {params.seed} "

@@ -14,12 +14,10 @@ import numpy as np
 from rewarddiff import UserError
 
 ENTRY_POINT_GROUP = "rewarddiff.domains"
+# domain name -> module that registers it on import
 BUILTIN = {"dna": "seqgen.dna", "molecule": "molgen.domain"}
 # design file suffix per built-in domain, readable without importing the domain (Snakemake)
-BUILTIN_SUFFIX = {
-    "dna": ".fasta",
-    "molecule": ".sdf",
-}  # domain name -> module that registers it on import
+BUILTIN_SUFFIX = {"dna": ".fasta", "molecule": ".sdf"}
 
 _DOMAINS: dict[str, Domain] = {}
 

@@ -212,8 +212,8 @@ def build_report(results_dir: Path, metrics_paths: list[Path], out_dir: Path) ->
         "# Campaign report",
         "",
         "Evaluation uses the `eval` reward copy (trained on data disjoint from the `ft` copy "
-        "that steers fine-tuning) and the analytic oracles. `oracle_calls` counts fine-tuning reward "
-        "calls; every method in a campaign has the same budget. Mean ± std over seeds.",
+        "that steers fine-tuning) and the analytic oracles. `oracle_calls` counts fine-tuning "
+        "reward calls; every method in a campaign has the same budget. Mean ± std over seeds.",
         "",
         "## Models",
         reward_model_section(results_dir, runs["domain"].unique()),

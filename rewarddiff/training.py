@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import csv
 import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from rewarddiff.io import flatten_state, load_tensors, save_tensors, unflatten_state
+from rewarddiff.io import atomic_path, flatten_state, load_tensors, save_tensors, unflatten_state
 
 
 @dataclass
@@ -87,17 +88,21 @@ def train(
     device_type = next(model.parameters()).device.type
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path, log_path = out_dir / "checkpoint.safetensors", out_dir / "train_log.csv"
+    # scratch files survive a workflow manager deleting declared outputs before a re-run
+    ckpt_path, partial_log = out_dir / "checkpoint.safetensors", out_dir / "train_log.partial.csv"
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     ema = EMA(model, cfg.ema_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     step, clip = 0, AdaptiveClip()
+    if ckpt_path.exists() and load_tensors(ckpt_path)[1]["train_config"] != asdict(cfg):
+        print(f"{ckpt_path}: written with other training settings; starting afresh", flush=True)
+        ckpt_path.unlink()
     if ckpt_path.exists():
         step, clip.history = load_checkpoint(ckpt_path, model, ema, opt, gen)
         print(f"resumed from step {step} ({ckpt_path})", flush=True)
-    elif log_path.exists():
-        log_path.unlink()
+    elif partial_log.exists():
+        partial_log.unlink()
     schedule = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)), last_epoch=step - 1
     )
@@ -135,13 +140,17 @@ def train(
         )
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or step == stop_at_step:
             _append_log(
-                log_path, [r for r in rows if r["step"] % cfg.log_every == 0 or r["step"] == step]
+                partial_log,
+                [r for r in rows if r["step"] % cfg.log_every == 0 or r["step"] == step],
             )
             rows = []
             save_checkpoint(ckpt_path, model, ema, opt, gen, step, asdict(cfg), clip.history)
         if step == stop_at_step:
             break
     bar.close()
+    if step >= cfg.steps:
+        with atomic_path(out_dir / "train_log.csv") as tmp:
+            shutil.copyfile(partial_log, tmp)
     return ema
 
 

@@ -71,6 +71,22 @@ def test_interrupted_training_resumes_bit_for_bit(tmp_path, adaptive):
     assert log_a[["step", "loss"]].equals(log_b[["step", "loss"]])  # no gap, no duplicate
 
 
+def test_rerun_after_outputs_deleted_keeps_the_log(tmp_path):
+    """A workflow manager deletes declared outputs before re-running a finished job."""
+    _train(tmp_path)
+    before = pd.read_csv(tmp_path / "train_log.csv")
+    (tmp_path / "train_log.csv").unlink()
+    _train(tmp_path)  # resumes at the last step: nothing to do, but the log is written again
+    assert pd.read_csv(tmp_path / "train_log.csv").equals(before)
+
+
+def test_checkpoint_from_other_settings_is_not_resumed(tmp_path, capsys):
+    _train(tmp_path, stop_at_step=20)
+    _train(tmp_path, adaptive=True)  # different TrainConfig: start afresh
+    assert "starting afresh" in capsys.readouterr().out
+    assert pd.read_csv(tmp_path / "train_log.csv")["step"].iloc[0] == 5
+
+
 def test_adaptive_clip_limit_follows_recent_norms():
     clip = AdaptiveClip([1.0, 3.0], size=3)
     assert clip.limit() == pytest.approx(1.5 * 2.0 + 2 * 1.0)  # 1.5·mean + 2·std

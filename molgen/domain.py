@@ -265,16 +265,17 @@ class MoleculeDomain:
         out["mean_atoms"] = float(np.mean([len(m) for m in designs]))
         if pretrained is not None:
             gen = self.load_generator(pretrained, "auto")
-            x = to_dense(designs, gen.max_atoms)
-            out["loglik_pretrained"] = (
-                gen.log_likelihood(
-                    x,
-                    num_t=params.get("loglik_num_t", 16),
-                    generator=torch.Generator().manual_seed(0),
-                )
-                .mean()
-                .item()
+            # designs the model cannot represent (too large, unknown elements) are counted
+            types = set(gen.net.cfg.atom_types)
+            fits = [len(m) <= gen.max_atoms and set(m.numbers.tolist()) <= types for m in designs]
+            out["loglik_unrepresentable"] = len(designs) - sum(fits)
+            kept = [m for m, ok in zip(designs, fits) if ok]
+            ll = gen.log_likelihood(
+                to_dense(kept, gen.max_atoms) if kept else torch.zeros(0, gen.max_atoms, 4),
+                num_t=params.get("loglik_num_t", 16),
+                generator=torch.Generator().manual_seed(0),
             )
+            out["loglik_pretrained"] = ll.mean().item() if len(ll) else float("nan")
         return out
 
 

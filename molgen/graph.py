@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from molgen.molecule import Molecule
+from rewarddiff import UserError
 
 
 def to_dense(molecules: list[Molecule], max_atoms: int | None = None) -> Tensor:
@@ -21,7 +22,7 @@ def to_dense(molecules: list[Molecule], max_atoms: int | None = None) -> Tensor:
     x = torch.zeros(len(molecules), n_max, 4)
     for i, m in enumerate(molecules):
         if len(m) > n_max:
-            raise ValueError(f"molecule {i} ({m.name}) has {len(m)} atoms; the limit is {n_max}")
+            raise UserError(f"molecule {i} ({m.name}) has {len(m)} atoms; the limit is {n_max}")
         x[i, : len(m), :3] = torch.as_tensor(m.positions, dtype=torch.float32)
         x[i, : len(m), 3] = torch.as_tensor(m.numbers, dtype=torch.float32)
     return x

@@ -106,5 +106,5 @@ def test_dense_layout_round_trip_and_size_limit():
     back = from_dense(x)
     np.testing.assert_array_equal(back[0].numbers, [6, 1])
     np.testing.assert_allclose(back[1].positions, [[0, 0, 1]])
-    with pytest.raises(ValueError, match="molecule 0 .* 2 atoms; the limit is 1"):
+    with pytest.raises(UserError, match="molecule 0 .* 2 atoms; the limit is 1"):
         to_dense(mols, 1)

@@ -88,6 +88,18 @@ SINGLE_LENGTH_A /= 100.0  # typical single-bond length in Å per element pair (N
 _ALLOWED = _allowed_table()
 
 
+MIN_DISTANCE_A = 0.5  # atoms closer than this: the geometry is broken, not a molecule
+
+
+def physical(mol: Molecule) -> bool:
+    """Usable and no two atoms closer than 0.5 Å (worth handing to chemistry codes)."""
+    if not usable(mol):
+        return False
+    d = distance_matrix(mol)
+    np.fill_diagonal(d, np.inf)
+    return len(mol) < 2 or bool(d.min() >= MIN_DISTANCE_A)
+
+
 def usable(mol: Molecule) -> bool:
     """At least one atom and finite coordinates; anything else fails every check."""
     return len(mol) > 0 and bool(np.isfinite(mol.positions).all())
@@ -209,6 +221,8 @@ def strict_rdkit(mol: Molecule) -> Chem.Mol | None:
 def perceive(mol: Molecule) -> Chem.Mol | None:
     """The best bonded RDKit molecule for chemistry oracles and SDF output: the strict
     perception (aromaticity and formal charges right) when it succeeds, else EDM's distance
-    bonds; None when neither sanitises."""
+    bonds; None when neither sanitises or two atoms are fused (closer than 0.5 Å)."""
+    if not physical(mol):
+        return None
     rd = strict_rdkit(mol)
     return rd if rd is not None else build_rdkit(mol)

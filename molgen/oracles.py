@@ -51,7 +51,6 @@ BOHR_PER_ANGSTROM = 1.0 / 0.529177210903
 HARTREE_EV = 27.211386245988
 DEBYE_PER_AU = 2.541746  # e·bohr → Debye
 XTB_MAX_Z = 86  # GFN2-xTB parametrisation covers H–Rn
-MIN_DISTANCE_A = 0.5  # closer atoms: geometry is broken, xTB is not run
 DEFAULT_XTB_TIMEOUT_S = 30.0
 
 
@@ -526,16 +525,9 @@ def default_workers() -> int:
 def xtb_sane(mol: Molecule) -> bool:
     """Worth running xTB: non-empty, finite coordinates, elements H–Rn, no two atoms closer
     than 0.5 Å."""
-    z, x = mol.numbers, mol.positions
-    if len(z) == 0 or not np.isfinite(x).all() or z.min() < 1 or z.max() > XTB_MAX_Z:
-        return False
-    if len(z) > 1:
-        diff = x[:, None, :] - x[None, :, :]
-        d2 = (diff * diff).sum(-1)
-        np.fill_diagonal(d2, np.inf)
-        if d2.min() < MIN_DISTANCE_A**2:
-            return False
-    return True
+    from molgen.bonds import physical
+
+    return physical(mol) and mol.numbers.min() >= 1 and mol.numbers.max() <= XTB_MAX_Z
 
 
 def xtb_results(

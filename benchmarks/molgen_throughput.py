@@ -22,6 +22,7 @@ from molgen.generator import MoleculeGenerator
 from molgen.graph import to_dense
 from molgen.model import EGNNConfig, EGNNDenoiser
 from rewarddiff.diffusion.gaussian import GaussianDiffusion, polynomial_schedule
+from rewarddiff.domain import get_domain
 from rewarddiff.oracles.registry import make_oracle
 
 SIZES = {"demo (64×4)": (64, 4), "full (256×9, EDM)": (256, 9)}
@@ -112,6 +113,7 @@ def main():
         print(f"{device}: full-size training step is {ratio:.1f}× slower than the demo network")
 
     mols = sample[: args.xtb_molecules]
+    get_domain("molecule")  # registers the molecule oracles
     xtb = make_oracle("molecule", "xtb:gap")
     xtb(mols[:4])  # start the workers
     t0 = time.perf_counter()

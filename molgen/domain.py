@@ -204,6 +204,10 @@ class MoleculeDomain:
             mol.props = {k: float(v[i]) for k, v in scores.items()}
         write_sdf(path, designs, [perceive(m) for m in designs])
 
+    def design_labels(self, designs: list[Molecule]) -> list[str]:
+        """``name SMILES`` (largest fragment as EDM perceives it; ``-`` when invalid)."""
+        return [f"{m.name} {metrics.largest_fragment_smiles(m) or '-'}" for m in designs]
+
     def score(
         self, designs: list[Molecule], oracles: list[str], reward_model: Path | None = None
     ) -> dict[str, np.ndarray]:

@@ -135,13 +135,15 @@ def score(
     metrics_params: dict | None = None,
     data_dir: Path | None = None,
     pretrained: Path | None = None,
+    designs_out: Path | None = None,
 ) -> pd.DataFrame:
     """``scores.csv``: one row per design, one column per oracle (NaN = failed), plus the
-    objective under the fine-tuning and evaluation reward copies; optional ``metrics.json``."""
+    objective under the fine-tuning and evaluation reward copies; optional ``metrics.json`` and
+    the designs re-written with every score attached (SD properties, FASTA header fields)."""
     dom = get_domain(domain)
     designs = dom.read_designs(designs_path)
     columns = dom.score(designs, oracles, reward_model)
-    table = pd.DataFrame({"design": designs} | columns)
+    table = pd.DataFrame({"design": dom.design_labels(designs)} | columns)
     if objective is not None:
         from rewarddiff.oracles.transforms import combine
 
@@ -152,6 +154,8 @@ def score(
                 table[name] = combine(cols, comps)
     with atomic_path(out) as tmp:
         table.to_csv(tmp, index=False)
+    if designs_out is not None:
+        dom.write_designs(designs_out, designs, {c: table[c].to_numpy() for c in table.columns[1:]})
     if metrics_out is not None:
         result = dom.metrics(designs, metrics_params or {}, data_dir, reward_model, pretrained)
         for col in table.columns[1:]:

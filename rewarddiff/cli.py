@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ft-reward-model", type=Path, help="fine-tuning reward copy")
     p.add_argument("--objective", type=_json, help="objective JSON (adds reward_ft/reward_eval)")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument(
+        "--designs-out", type=Path, help="also write the designs with every score attached"
+    )
     p.add_argument("--metrics-out", type=Path)
     p.add_argument("--metrics-params", type=_json, default={})
     p.add_argument("--data-dir", type=Path)
@@ -165,6 +168,7 @@ def run(args: argparse.Namespace) -> None:
                 args.metrics_params,
                 args.data_dir,
                 args.pretrained,
+                args.designs_out,
             )
             print(table.drop(columns="design").describe().loc[["count", "mean"]].to_string())
         case "report":

@@ -42,6 +42,8 @@ class Domain(Protocol):
 
     def write_designs(self, path: Path, designs: Any, scores: dict[str, np.ndarray]) -> None: ...
 
+    def design_labels(self, designs: Any) -> list[str]: ...  # one printable id per design
+
     def score(self, designs: Any, oracles: list[str], reward_dir: Path | None) -> dict: ...
 
     def metrics(

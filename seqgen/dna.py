@@ -234,6 +234,9 @@ class DNADomain:
         desc = [" ".join(f"{k}={v[i]:.4g}" for k, v in scores.items()) for i in range(len(designs))]
         write_fasta(path, [f"design_{i}" for i in range(len(designs))], designs, desc)
 
+    def design_labels(self, designs: list[str]) -> list[str]:
+        return list(designs)
+
     def score(
         self, designs: list[str], oracles: list[str], reward_model: Path | None = None
     ) -> dict[str, np.ndarray]:

@@ -79,13 +79,20 @@ def test_best_of_n_keeps_top_k_at_budget():
     assert selected["reward_mean"] >= pool["reward_top10"] - 1e-9
 
 
-def test_rgdm_raises_reward_and_logs_each_round(tmp_path):
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_rgdm_raises_reward_and_logs_each_round(tmp_path, ema_decay):
     task = toy_task(log_path=tmp_path / "log.csv")
     base = task.reward.fn(task.generator.sample(512, torch.Generator().manual_seed(5))[0]).mean()
     rgdm(
         task,
         RGDMConfig(
-            oracle_budget=512, rounds=4, steps_per_round=60, batch_size=64, lr=3e-3, tau=0.05
+            oracle_budget=512,
+            rounds=4,
+            steps_per_round=60,
+            batch_size=64,
+            lr=3e-3,
+            tau=0.05,
+            ema_decay=ema_decay,
         ),
     )
     after = task.reward.fn(task.generator.sample(512, torch.Generator().manual_seed(5))[0]).mean()

@@ -8,6 +8,7 @@ optionally mixed with data samples as an anchor to the pretraining distribution.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,7 @@ import torch
 from torch import Tensor
 
 from rewarddiff.finetune.common import FinetuneTask
+from rewarddiff.training import EMA
 
 
 @dataclass
@@ -27,6 +29,7 @@ class RGDMConfig:
     tau: float = 1.0  # payoff temperature: smaller = greedier
     data_mix: float = 0.0  # fraction of each batch drawn uniformly from the pretraining data
     grad_clip: float = 1.0
+    ema_decay: float = 0.0  # > 0: sample from (and return) an EMA of the fine-tuned weights
 
 
 def payoff_weights(rewards: np.ndarray, tau: float) -> np.ndarray:
@@ -48,10 +51,13 @@ def rgdm(task: FinetuneTask, cfg: RGDMConfig, data: Tensor | None = None) -> Non
         raise ValueError("rgdm: data_mix > 0 needs the pretraining data")
     gen, rng = task.generator, task.torch_generator
     opt = torch.optim.AdamW(gen.net.parameters(), lr=cfg.lr, weight_decay=0.0)
+    # diffusion samples are much better from averaged weights (EDM, DDPM): optional EMA
+    ema = EMA(gen.net, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    sampler = dataclasses.replace(gen, net=ema.model) if ema else gen
     per_round = cfg.oracle_budget // cfg.rounds
     buffer_x, buffer_r = [], []
     for round_ in range(cfg.rounds):
-        x, path_kl = gen.sample(per_round, rng, task.reference)
+        x, path_kl = sampler.sample(per_round, rng, task.reference)
         rewards = task.reward(x)
         buffer_x.append(x)
         buffer_r.append(rewards)
@@ -72,6 +78,8 @@ def rgdm(task: FinetuneTask, cfg: RGDMConfig, data: Tensor | None = None) -> Non
             loss.backward()
             torch.nn.utils.clip_grad_norm_(gen.net.parameters(), cfg.grad_clip)
             opt.step()
+            if ema:
+                ema.update(gen.net)
             losses.append(loss.item())
         task.record(
             round_,
@@ -83,3 +91,5 @@ def rgdm(task: FinetuneTask, cfg: RGDMConfig, data: Tensor | None = None) -> Non
             buffer=len(all_r),
             loss=float(np.mean(losses)),
         )
+    if ema:  # the fine-tuned model is the averaged one
+        gen.net.load_state_dict(ema.model.state_dict())

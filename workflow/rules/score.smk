@@ -22,6 +22,10 @@ rule score:
             domain_cfg(w.domain, "evaluation") | {"target": objective_of(w.campaign)["target"]}
         ),
         data=lambda w: f"{w.results}/{w.domain}/data",
+        # the designs again with every score attached (SD properties / FASTA header fields)
+        scored=lambda w: (
+            f"{run_dir(w.domain, w.campaign, w.method, w.seed)}/scored{design_suffix(w.domain)}"
+        ),
     threads: 1
     log:
         "{results}/logs/{domain}/score_{campaign}_{method}_seed{seed}.log",
@@ -33,4 +37,4 @@ rule score:
         "--reward-model {input.eval_reward} --ft-reward-model {input.ft_reward} "
         "--objective {params.objective} --metrics-params {params.metrics} "
         "--data-dir {params.data} --pretrained {input.pretrained} "
-        "--out {output.scores} --metrics-out {output.metrics} > {log} 2>&1"
+        "--out {output.scores} --designs-out {params.scored} --metrics-out {output.metrics} > {log} 2>&1"

@@ -29,9 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def stage(name, help_, section=None):
         p = sub.add_parser(name, help=help_)
-        p.add_argument(
-            "--domain", required=True, help="dna, molecule or a registered domain"
-        )
+        p.add_argument("--domain", required=True, help="dna, molecule or a registered domain")
         if section:
             p.add_argument("--config", type=Path, help="pipeline config YAML")
             p.add_argument("--params", type=_json, help="stage parameters as JSON (overrides)")

@@ -44,13 +44,17 @@ def test_snakemake_end_to_end_tiny(tmp_path):
     report = tmp_path / "results/report"
     summary = pd.read_csv(report / "summary.csv")
     assert set(summary["method"]) == {"pretrained", "best_of_n", "rgdm"}
-    assert (summary.loc[summary["method"] != "pretrained", "oracle_calls"] == 32).all()
+    budgets = summary[summary["method"] != "pretrained"].groupby("domain")["oracle_calls"]
+    assert budgets.unique().to_dict() == {"dna": [32], "molecule": [16]}  # equal per campaign
     text = (report / "report.md").read_text()
     assert "| tiny | rgdm |" in text and "reward_eval_mean" in text
+    assert "| tinymol | rgdm |" in text and "molecule_stability" in text
     for png in (
         "dna_tiny_reward_hist.png",
         "dna_tiny_reward_vs_loglik.png",
         "dna_tiny_training.png",
+        "molecule_tinymol_training.png",
+        "molecule_tinymol_designs.png",
     ):
         assert (report / png).stat().st_size > 1000
     run = tmp_path / "results/dna/campaigns/tiny/rgdm/seed0"
@@ -59,6 +63,14 @@ def test_snakemake_end_to_end_tiny(tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     for key in ("target_fraction", "kmer3_pearson", "loglik_pretrained", "memorisation"):
         assert key in metrics
+    mol = tmp_path / "results/molecule/campaigns/tinymol/rgdm/seed0"
+    mol_scores = pd.read_csv(mol / "scores.csv")
+    assert len(mol_scores) == 8 and {"xtb:gap", "qed", "property:alpha"} <= set(mol_scores)
+    mol_metrics = json.loads((mol / "metrics.json").read_text())
+    for key in ("atom_stability", "molecule_stability", "validity", "novelty", "loglik_pretrained"):
+        assert key in mol_metrics
+    assert (mol / "designs.sdf").read_text().count("$$$$") == 8
+    assert "<xtb:gap>" in (mol / "scored.sdf").read_text()  # every score as an SD property
     manifest = json.loads((tmp_path / "results/dna/pretrained/manifest.json").read_text())
     assert {"inputs", "params", "versions", "git_commit", "wall_time_s"} <= set(manifest)
 

@@ -110,3 +110,24 @@ def test_xtb_timeout_gives_nan_and_recovers():
     mol = embedded("CC(=O)NC")
     assert np.isnan(score("xtb:gap@0.0001", [mol])[0])  # worker killed, not cached
     assert np.isfinite(score("xtb:gap", [mol], xtb_timeout=30)[0])  # a fresh worker answers
+
+
+def test_learned_property_oracle_denormalises_and_needs_a_model(tmp_path):
+    """A fresh regressor's zero-initialised readout predicts the standardised mean 0, so the
+    oracle must return the stored target mean; unknown targets and missing models are errors."""
+    from molgen.regressor import PropertyRegressor, RegressorConfig
+    from rewarddiff.oracles.learned import RewardEnsemble
+
+    cfg = RegressorConfig(mul=4, layers=1, num_outputs=2)
+    ensemble = RewardEnsemble([PropertyRegressor(cfg)], "regression")
+    path = tmp_path / "model.safetensors"
+    ensemble.save(path, {"network": cfg.to_dict(), "targets": ["alpha", "gap"],
+                         "mean": [75.0, 6800.0], "std": [8.0, 1300.0]})  # fmt: skip
+    mols = [embedded("CCO"), embedded("O")]
+    np.testing.assert_allclose(score("property:gap", mols, reward_model=path), [6800.0] * 2)
+    oracle = make_oracle("molecule", "property:alpha", reward_model=path)
+    assert oracle.info.units == "Bohr³" and oracle.info.differentiable
+    with pytest.raises(UserError, match="unknown target 'mu'"):
+        make_oracle("molecule", "property:mu", reward_model=path)
+    with pytest.raises(UserError, match="needs a reward model"):
+        make_oracle("molecule", "property:alpha")

@@ -59,6 +59,16 @@ class MoleculeGenerator:
     def frozen_copy(self) -> MoleculeGenerator:
         return dataclasses.replace(self, net=copy.deepcopy(self.net).eval().requires_grad_(False))
 
+    def fit_size_distribution(self, x: Tensor, weights: Tensor, mix: float) -> None:
+        """Move p(N) toward the weighted size histogram of ``x`` (B, N_max, 4) with weights (B,):
+        p ← (1 − mix)·p + mix·Σ_i w_i 1[N_i = N] (the weighted-likelihood fit of p(N), damped).
+        EDM samples sizes from a fixed histogram; without this, fine-tuning cannot move size."""
+        sizes = (x[..., 3] > 0.5).sum(1)
+        target = torch.zeros_like(self.num_atoms_probs)
+        target.index_add_(0, sizes, weights.to(target.dtype) / weights.sum())
+        self.num_atoms_probs = (1 - mix) * self.num_atoms_probs + mix * target
+        self.config = self.config | {"num_atoms_probs": self.num_atoms_probs.tolist()}
+
     # ----- state encoding -------------------------------------------------------------------
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Dense (B, N_max, 4) → state (N, 3 + F) on the model's device, batch (N,), mask."""

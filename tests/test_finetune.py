@@ -104,3 +104,8 @@ def test_rgdm_raises_reward_and_logs_each_round(tmp_path, ema_decay):
     assert rows[-1]["path_kl"] > 1.0  # the policy moved away from p_pre
     assert all(1.0 <= r["ess"] <= r["buffer"] for r in rows)
     assert (tmp_path / "log.csv").read_text().count("\n") == 5
+
+
+def test_rgdm_size_mix_needs_a_size_distribution():
+    with pytest.raises(UserError, match="size_mix needs a generator with a size distribution"):
+        rgdm(toy_task(), RGDMConfig(oracle_budget=8, rounds=1, size_mix=0.5))

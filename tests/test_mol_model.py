@@ -144,3 +144,16 @@ def test_unknown_atom_type_is_a_clear_error(generator):
     x[0, :2, 3] = torch.tensor([6.0, 17.0])
     with pytest.raises(ValueError, match=r"atomic numbers \[17\] are not in the model"):
         generator.encode(x)
+
+
+def test_size_distribution_moves_toward_weighted_sizes(generator):
+    gen = dataclasses.replace(generator, config={})
+    x = torch.zeros(3, 29, 4)
+    for i, n in enumerate([5, 9, 9]):
+        x[i, :n, 3] = 6.0
+    gen.fit_size_distribution(x, torch.tensor([3.0, 1.0, 0.0]), mix=0.5)
+    expected = torch.zeros(30, dtype=torch.float64)
+    expected[5], expected[9] = 0.25 + 0.375, 0.25 + 0.125  # ½ old (½, ½) + ½ weighted (¾, ¼)
+    torch.testing.assert_close(gen.num_atoms_probs, expected)
+    assert gen.config["num_atoms_probs"] == expected.tolist()  # saved with the model
+    assert generator.num_atoms_probs[5] == 0.5  # the original is untouched

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rewarddiff import UserError
 from rewarddiff.finetune.common import FinetuneTask
 from rewarddiff.training import EMA
 
@@ -30,6 +31,7 @@ class RGDMConfig:
     data_mix: float = 0.0  # fraction of each batch drawn uniformly from the pretraining data
     grad_clip: float = 1.0
     ema_decay: float = 0.0  # > 0: sample from (and return) an EMA of the fine-tuned weights
+    size_mix: float = 0.0  # generators with a size prior (molecules): move p(N) this far per round
 
 
 def payoff_weights(rewards: np.ndarray, tau: float) -> np.ndarray:
@@ -49,6 +51,8 @@ def rgdm(task: FinetuneTask, cfg: RGDMConfig, data: Tensor | None = None) -> Non
     """Fine-tune ``task.generator`` in place for ``cfg.rounds`` rounds."""
     if cfg.data_mix > 0 and data is None:
         raise ValueError("rgdm: data_mix > 0 needs the pretraining data")
+    if cfg.size_mix > 0 and not hasattr(task.generator, "fit_size_distribution"):
+        raise UserError("rgdm: size_mix needs a generator with a size distribution (molecules)")
     gen, rng = task.generator, task.torch_generator
     opt = torch.optim.AdamW(gen.net.parameters(), lr=cfg.lr, weight_decay=0.0)
     # diffusion samples are much better from averaged weights (EDM, DDPM): optional EMA
@@ -64,6 +68,10 @@ def rgdm(task: FinetuneTask, cfg: RGDMConfig, data: Tensor | None = None) -> Non
         all_x, all_r = torch.cat(buffer_x), np.concatenate(buffer_r)
         w = payoff_weights(all_r, cfg.tau)
         ess = effective_sample_size(w)
+        if cfg.size_mix > 0:  # the payoff-weighted fit of the size distribution
+            gen.fit_size_distribution(all_x, torch.as_tensor(w), cfg.size_mix)
+            if ema:
+                sampler.num_atoms_probs = gen.num_atoms_probs
         n_data = int(round(cfg.data_mix * cfg.batch_size))
         losses = []
         for _ in range(cfg.steps_per_round):

@@ -12,7 +12,7 @@ import torch
 from rewarddiff import UserError
 from rewarddiff.config import dataclass_from
 from rewarddiff.domain import get_domain
-from rewarddiff.finetune import METHODS, CountingReward, FinetuneTask
+from rewarddiff.finetune import DIFFERENTIABLE, METHODS, CountingReward, FinetuneTask
 from rewarddiff.finetune.common import direction_sign
 from rewarddiff.io import Manifest, atomic_path, write_json
 from rewarddiff.oracles.base import summarize_scores
@@ -82,6 +82,10 @@ def finetune(
     reference = generator.frozen_copy()
     objective_fn = dom.reward_function(objective["reward"], reward_model)
     reward = CountingReward(objective_fn, sign=direction_sign(objective.get("direction")))
+    if method in DIFFERENTIABLE:
+        if not hasattr(generator, "sample_differentiable"):
+            raise UserError(f"method {method} needs a differentiable sampler; {domain} has none")
+        reward.torch_fn = dom.torch_reward_function(objective["reward"], reward_model)
     task = FinetuneTask(
         generator, reference, reward, dom.diversity, seed, out_dir / "train_log.csv"
     )

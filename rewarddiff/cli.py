@@ -56,7 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-at-step", type=int, help=argparse.SUPPRESS)
 
     p = stage("finetune", "steer a pretrained model toward an objective", None)
-    p.add_argument("--method", required=True)
+    from rewarddiff.finetune import DESCRIPTIONS
+
+    p.add_argument(
+        "--method",
+        required=True,
+        choices=list(DESCRIPTIONS),
+        help="; ".join(f"{m}: {d}" for m, d in DESCRIPTIONS.items()),
+    )
     p.add_argument("--params", type=_json, default={}, help="method parameters as JSON")
     p.add_argument(
         "--objective",

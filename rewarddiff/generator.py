@@ -65,6 +65,35 @@ class MaskedSequenceGenerator:
                 kls.append(out[1].cpu())
         return torch.cat(tokens), (torch.cat(kls) if reference else None)
 
+    def sample_differentiable(
+        self,
+        num: int,
+        grad_steps: int,
+        reference: MaskedSequenceGenerator | None = None,
+        tau: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Relaxed one-hot designs (num, length, V) differentiable through the last
+        ``grad_steps`` sampling steps (Gumbel-softmax straight-through), and the path KL to
+        ``reference`` (num,), both on the model's device (eval mode: no dropout noise)."""
+        self.net.eval()
+        return self.diffusion.sample_differentiable(
+            self.net,
+            num,
+            self.length,
+            self.sampling_steps,
+            min(grad_steps, self.sampling_steps),
+            reference.net if reference else None,
+            tau=tau,
+            generator=generator,
+            device=self.device,
+        )
+
+    @staticmethod
+    def discrete(x: Tensor) -> Tensor:
+        """Relaxed one-hot (n, length, V) → tokens (n, length) on the CPU."""
+        return x.detach().argmax(-1).cpu()
+
     def loss(
         self,
         x: Tensor,

@@ -18,7 +18,7 @@ from rewarddiff.generator import MaskedSequenceGenerator
 from rewarddiff.io import atomic_path, load_tensors, save_model, write_json
 from rewarddiff.oracles import learned
 from rewarddiff.oracles.registry import make_oracle
-from rewarddiff.oracles.transforms import combine
+from rewarddiff.oracles.transforms import combine, combine_torch
 from rewarddiff.training import TrainConfig, train
 from seqgen import metrics, motifs
 from seqgen import oracles as _oracles  # noqa: F401  (registers the DNA oracles)
@@ -251,6 +251,12 @@ class DNADomain:
         return lambda tokens: combine(
             {s: o(self.to_designs(tokens)) for s, o in built.items()}, components
         )
+
+    def torch_reward_function(self, components: list[dict], reward_model: Path):
+        """Relaxed one-hot (n, L, 4) → differentiable combined reward (n,)."""
+        specs = [c["oracle"] for c in components]
+        built = {s: make_oracle(self.name, s, reward_model=reward_model) for s in specs}
+        return combine_torch(built, components)
 
     def diversity(self, tokens: torch.Tensor) -> float:
         return metrics.mean_pairwise_hamming(tokens.numpy())

@@ -185,18 +185,23 @@ class MaskedDiffusion:
         """Sample with Gumbel-softmax straight-through on the last ``grad_steps`` steps.
 
         Returns ``x`` (num, length, V): hard one-hot in the forward pass whose gradient flows to
-        ``net`` through the relaxed samples, and the per-sequence KL (num,) to ``reference``
-        summed over the differentiable steps (zeros without a reference).
+        ``net`` through the relaxed samples, and the per-sequence path KL (num,) to
+        ``reference`` over all steps, differentiable in its last ``grad_steps`` terms (the
+        earlier ones enter as constants); zeros without a reference.
         """
         grid = torch.linspace(1.0, 0.0, steps + 1).tolist()
         cut = steps - grad_steps
+        kl = torch.zeros(num, device=device)
         with torch.no_grad():
             x = torch.full((num, length), self.mask_id, dtype=torch.long, device=device)
             for t, s in zip(grid[:cut], grid[1 : cut + 1]):
                 tt = torch.full((num,), t, device=device)
-                x = self.step(self.denoise(net, x, tt, label), x, t, s, generator)
+                log_p = self.denoise(net, x, tt, label)
+                if reference is not None:
+                    log_ref = self.denoise(reference, x, tt, label)
+                    kl += self.transition_kl(log_p, log_ref, x == self.mask_id, t, s)
+                x = self.step(log_p, x, t, s, generator)
         x = F.one_hot(x, self.vocab_size + 1).float()
-        kl = torch.zeros(num, device=device)
         for t, s in zip(grid[cut:-1], grid[cut + 1 :]):
             tt = torch.full((num,), t, device=device)
             masked = x[..., self.mask_id].detach()

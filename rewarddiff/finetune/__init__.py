@@ -2,16 +2,33 @@
 
 from rewarddiff.finetune.best_of_n import BestOfNConfig, best_of_n
 from rewarddiff.finetune.common import CountingReward, FinetuneTask
+from rewarddiff.finetune.draft import DraftConfig, draft
 from rewarddiff.finetune.rgdm import RGDMConfig, rgdm
 
-METHODS = {"best_of_n": (best_of_n, BestOfNConfig), "rgdm": (rgdm, RGDMConfig)}
+METHODS = {
+    "best_of_n": (best_of_n, BestOfNConfig),
+    "rgdm": (rgdm, RGDMConfig),
+    "draft": (draft, DraftConfig),
+}
+# one line per method for `rewarddiff finetune --help`
+DESCRIPTIONS = {
+    "best_of_n": "sample N from p_pre, keep the top k by reward (no training)",
+    "rgdm": "reward-guided exploration: train on own samples weighted by exp(r/tau)",
+    "draft": "back-propagate a differentiable reward through the last K steps (+ kl_weight·KL)",
+}
+# methods that need a differentiable reward (oracles with torch_score)
+DIFFERENTIABLE = {"draft"}
 
 __all__ = [
     "METHODS",
     "BestOfNConfig",
     "CountingReward",
+    "DIFFERENTIABLE",
+    "DESCRIPTIONS",
+    "DraftConfig",
     "FinetuneTask",
     "RGDMConfig",
     "best_of_n",
+    "draft",
     "rgdm",
 ]

@@ -29,16 +29,24 @@ def direction_sign(direction: str | None) -> float:
 
 @dataclass
 class CountingReward:
-    """Wraps a reward function ``fn(x) -> (n,) array``, applies the direction ``sign`` and counts
-    oracle calls (designs scored)."""
+    """Wraps a reward function ``fn(x) -> (n,) array`` (and optionally its differentiable
+    form ``torch_fn(relaxed x) -> (n,) tensor``), applies the direction ``sign`` and counts
+    oracle calls (designs scored) of both."""
 
     fn: Callable[[Tensor], np.ndarray]
     sign: float = 1.0
     calls: int = 0
+    torch_fn: Callable[[Tensor], Tensor] | None = None
 
     def __call__(self, x: Tensor) -> np.ndarray:
         self.calls += len(x)
         return self.sign * np.asarray(self.fn(x), dtype=np.float64)
+
+    def differentiable(self, x: Tensor) -> Tensor:
+        if self.torch_fn is None:
+            raise UserError("this method needs a differentiable reward (oracles with torch_score)")
+        self.calls += len(x)
+        return self.sign * self.torch_fn(x)
 
 
 @dataclass

@@ -6,6 +6,8 @@ objective is a list of components ``{"oracle": spec, "weight": w, "transform": {
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from rewarddiff import UserError
@@ -72,6 +74,18 @@ def apply_transform(values, spec: dict | None):
             return np.asarray(TRANSFORMS[kind](np.asarray(values, dtype=np.float64), **spec))
     except TypeError as err:
         raise UserError(f"transform {kind!r}: {err}") from None
+
+
+def combine_torch(oracles: dict, components: list[dict]) -> Callable:
+    """Differentiable weighted sum of oracles' ``torch_score`` (no transforms):
+    ``fn(x) -> (B,)`` for the relaxed designs ``x`` a back-propagation method produces."""
+    for c in components:
+        if c.get("transform"):
+            raise UserError(f"oracle {c['oracle']}: transforms are not differentiable here")
+        if not oracles[c["oracle"]].info.differentiable:
+            raise UserError(f"oracle {c['oracle']} is not differentiable (no torch_score)")
+    return lambda x: sum(c.get("weight", 1.0) * oracles[c["oracle"]].torch_score(x)
+                         for c in components)  # fmt: skip
 
 
 def combine(

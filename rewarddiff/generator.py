@@ -89,6 +89,41 @@ class MaskedSequenceGenerator:
             device=self.device,
         )
 
+    @torch.no_grad()
+    def sample_trajectory(
+        self, num: int, generator: torch.Generator | None = None
+    ) -> tuple[list[Tensor], list[float]]:
+        """The whole reverse chain: states x_{t_0} (all MASK) … x_{t_K} (the design), each
+        (num, length) on the model's device, and the time grid t_0 = 1 > … > t_K = 0."""
+        self.net.eval()
+        d = self.diffusion
+        grid = torch.linspace(1.0, 0.0, self.sampling_steps + 1).tolist()
+        x = torch.full((num, self.length), d.mask_id, dtype=torch.long, device=self.device)
+        states = [x]
+        for t, s in zip(grid[:-1], grid[1:]):
+            tt = torch.full((num,), t, device=self.device)
+            x = d.step(d.denoise(self.net, x, tt), x, t, s, generator)
+            states.append(x)
+        return states, grid
+
+    def step_log_prob(
+        self, x_t: Tensor, x_s: Tensor, t: float, s: float, net: torch.nn.Module | None = None
+    ) -> Tensor:
+        """log p(x_s | x_t) per sequence (num,) under ``net`` (default: this model), with grad."""
+        tt = torch.full((len(x_t),), t, device=x_t.device)
+        log_p0 = self.diffusion.denoise(net or self.net, x_t, tt)
+        return self.diffusion.transition_log_prob(log_p0, x_t, x_s, t, s)
+
+    def step_kl(
+        self, x_t: Tensor, t: float, s: float, reference: MaskedSequenceGenerator
+    ) -> Tensor:
+        """KL(p_θ(· | x_t) ‖ p_ref(· | x_t)) of one reverse step per sequence (num,), with grad."""
+        tt = torch.full((len(x_t),), t, device=x_t.device)
+        log_p = self.diffusion.denoise(self.net, x_t, tt)
+        with torch.no_grad():
+            log_ref = self.diffusion.denoise(reference.net, x_t, tt)
+        return self.diffusion.transition_kl(log_p, log_ref, x_t == self.diffusion.mask_id, t, s)
+
     @staticmethod
     def discrete(x: Tensor) -> Tensor:
         """Relaxed one-hot (n, length, V) → tokens (n, length) on the CPU."""

@@ -10,10 +10,12 @@ from rewarddiff.diffusion.masked import MaskedDiffusion
 from rewarddiff.finetune import (
     BestOfNConfig,
     CountingReward,
+    DDPOConfig,
     DraftConfig,
     FinetuneTask,
     RGDMConfig,
     best_of_n,
+    ddpo,
     draft,
     rgdm,
 )
@@ -150,3 +152,29 @@ def test_draft_with_kl_moves_toward_the_tilted_target():
 def test_draft_needs_a_differentiable_reward():
     with pytest.raises(UserError, match="differentiable reward"):
         draft(toy_task(), DraftConfig(oracle_budget=8, batch_size=8))
+
+
+def test_transition_log_prob_matches_sampling_frequencies():
+    """log p(x_s | x_t) of one reverse step agrees with how often the sampler takes it."""
+    d = MaskedDiffusion(V)
+    log_p0 = torch.log(torch.tensor([[[0.5, 0.3, 0.1, 0.1]]]))  # one position
+    x_t = torch.full((1, 1), d.mask_id)
+    t, s = 0.6, 0.3
+    draws = torch.cat([d.step(log_p0, x_t, t, s, torch.Generator().manual_seed(i))
+                       for i in range(4000)])  # fmt: skip
+    for outcome in (0, 1, d.mask_id):
+        freq = (draws == outcome).float().mean().item()
+        x_s = torch.full((1, 1), outcome)
+        prob = d.transition_log_prob(log_p0, x_t, x_s, t, s).exp().item()
+        assert freq == pytest.approx(prob, abs=0.03)
+
+
+def test_ddpo_raises_a_non_differentiable_reward():
+    task = toy_task()
+    base = task.reward.fn(task.generator.sample(512, torch.Generator().manual_seed(5))[0]).mean()
+    ddpo(task, DDPOConfig(oracle_budget=128 * 15, batch_size=128, ppo_epochs=2, lr=3e-3))
+    after = task.reward.fn(task.generator.sample(512, torch.Generator().manual_seed(5))[0]).mean()
+    assert task.reward.calls == 128 * 15
+    assert after > base + 0.15, (base, after)
+    assert task.rows[0]["path_kl"] == pytest.approx(0.0, abs=1e-5)  # first round samples p_pre
+    assert all(0.0 <= r["clip_fraction"] <= 1.0 for r in task.rows)

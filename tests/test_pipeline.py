@@ -43,7 +43,7 @@ def test_snakemake_end_to_end_tiny(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = tmp_path / "results/report"
     summary = pd.read_csv(report / "summary.csv")
-    assert set(summary["method"]) == {"pretrained", "best_of_n", "rgdm", "draft"}
+    assert set(summary["method"]) == {"pretrained", "best_of_n", "rgdm", "draft", "ddpo"}
     budgets = summary[summary["method"] != "pretrained"].groupby("domain")["oracle_calls"]
     assert budgets.unique().to_dict() == {"dna": [32], "molecule": [16]}  # equal per campaign
     text = (report / "report.md").read_text()

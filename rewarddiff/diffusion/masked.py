@@ -157,6 +157,22 @@ class MaskedDiffusion:
             x = self.step(log_p, x, t, s, generator)
         return (x, path_kl) if reference is not None else x
 
+    def transition_log_prob(
+        self, log_p0: Tensor, x_t: Tensor, x_s: Tensor, t: float, s: float
+    ) -> Tensor:
+        """log p_θ(x_s | x_t) of one reverse step, summed over positions: (B,).
+
+        A token masked at t is revealed as k with probability a·p_θ(k | x_t) or stays masked with
+        probability 1 − a (a = unmask_probability); unmasked tokens are kept with probability 1.
+        """
+        a = self.unmask_probability(t, s)
+        masked = x_t == self.mask_id
+        revealed = masked & (x_s != self.mask_id)
+        log_token = log_p0.gather(-1, x_s.clamp(max=self.vocab_size - 1)[..., None]).squeeze(-1)
+        per_position = torch.where(revealed, math.log(max(a, 1e-30)) + log_token, 0.0)
+        per_position = torch.where(masked & ~revealed, math.log(max(1.0 - a, 1e-30)), per_position)
+        return per_position.sum(-1)
+
     def transition_kl(
         self, log_p: Tensor, log_ref: Tensor, masked: Tensor, t: float, s: float
     ) -> Tensor:

@@ -2,6 +2,7 @@
 
 from rewarddiff.finetune.best_of_n import BestOfNConfig, best_of_n
 from rewarddiff.finetune.common import CountingReward, FinetuneTask
+from rewarddiff.finetune.ddpo import DDPOConfig, ddpo
 from rewarddiff.finetune.draft import DraftConfig, draft
 from rewarddiff.finetune.rgdm import RGDMConfig, rgdm
 
@@ -9,12 +10,14 @@ METHODS = {
     "best_of_n": (best_of_n, BestOfNConfig),
     "rgdm": (rgdm, RGDMConfig),
     "draft": (draft, DraftConfig),
+    "ddpo": (ddpo, DDPOConfig),
 }
 # one line per method for `rewarddiff finetune --help`
 DESCRIPTIONS = {
     "best_of_n": "sample N from p_pre, keep the top k by reward (no training)",
     "rgdm": "reward-guided exploration: train on own samples weighted by exp(r/tau)",
     "draft": "back-propagate a differentiable reward through the last K steps (+ kl_weight·KL)",
+    "ddpo": "PPO on per-step log-probs of the denoising chain (any oracle; + kl_weight·KL)",
 }
 # methods that need a differentiable reward (oracles with torch_score)
 DIFFERENTIABLE = {"draft"}
@@ -23,12 +26,14 @@ __all__ = [
     "METHODS",
     "BestOfNConfig",
     "CountingReward",
+    "DDPOConfig",
     "DIFFERENTIABLE",
     "DESCRIPTIONS",
     "DraftConfig",
     "FinetuneTask",
     "RGDMConfig",
     "best_of_n",
+    "ddpo",
     "draft",
     "rgdm",
 ]

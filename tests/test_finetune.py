@@ -19,7 +19,7 @@ from rewarddiff.finetune import (
     draft,
     rgdm,
 )
-from rewarddiff.finetune.common import direction_sign
+from rewarddiff.finetune.common import GradientStats, direction_sign
 from rewarddiff.finetune.rgdm import effective_sample_size, payoff_weights
 from rewarddiff.generator import MaskedSequenceGenerator
 
@@ -178,3 +178,12 @@ def test_ddpo_raises_a_non_differentiable_reward():
     assert after > base + 0.15, (base, after)
     assert task.rows[0]["path_kl"] == pytest.approx(0.0, abs=1e-5)  # first round samples p_pre
     assert all(0.0 <= r["clip_fraction"] <= 1.0 for r in task.rows)
+
+
+def test_gradient_stats_relative_variance():
+    p = nn.Parameter(torch.zeros(2))
+    stats = GradientStats()
+    for g in ([1.0, 0.0], [3.0, 0.0]):  # mean (2, 0), spread E‖g − ḡ‖² = 1
+        p.grad = torch.tensor(g)
+        stats.add([p])
+    assert stats.relative_variance() == pytest.approx(1.0 / 4.0)

@@ -97,6 +97,28 @@ class FinetuneTask:
         return row
 
 
+class GradientStats:
+    """Spread of the successive stochastic gradients of one round: the relative variance
+    E‖g − ḡ‖² / ‖ḡ‖² (lower = a less noisy estimator; parameters drift within a round, which
+    this includes). Call :meth:`add` after ``backward()`` and before clipping."""
+
+    def __init__(self):
+        self.total, self.square, self.count = None, 0.0, 0
+
+    def add(self, params) -> None:
+        g = torch.cat([p.grad.detach().flatten().double() for p in params if p.grad is not None])
+        self.total = g if self.total is None else self.total + g
+        self.square += float(g.pow(2).sum())
+        self.count += 1
+
+    def relative_variance(self) -> float:
+        if self.count < 2:
+            return float("nan")
+        mean = self.total / self.count
+        spread = self.square / self.count - float(mean.pow(2).sum())
+        return spread / max(float(mean.pow(2).sum()), 1e-30)
+
+
 def write_rows(path: Path, rows: list[dict]) -> None:
     fields = list(dict.fromkeys(k for r in rows for k in r))
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rewarddiff.finetune.common import FinetuneTask
+from rewarddiff.finetune.common import FinetuneTask, GradientStats
 
 
 @dataclass
@@ -54,7 +54,7 @@ def ddpo(task: FinetuneTask, cfg: DDPOConfig, data: Tensor | None = None) -> Non
             old = [gen.step_log_prob(xt, xs, t, s) for xt, xs, t, s in steps]
             path_kl = sum(gen.step_kl(xt, t, s, task.reference) for xt, _, t, s in steps).cpu()
         gen.net.train()
-        clipped, losses = [], []
+        clipped, losses, grads = [], [], GradientStats()
         for _ in range(cfg.ppo_epochs):
             for k in torch.randperm(len(steps), generator=rng).tolist():
                 xt, xs, t, s = steps[k]
@@ -68,6 +68,7 @@ def ddpo(task: FinetuneTask, cfg: DDPOConfig, data: Tensor | None = None) -> Non
                     loss = loss + cfg.kl_weight * gen.step_kl(xt, t, s, task.reference).mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                grads.add(gen.net.parameters())
                 torch.nn.utils.clip_grad_norm_(gen.net.parameters(), cfg.grad_clip)
                 opt.step()
                 clipped.append(((ratio - 1).abs() > cfg.clip).float().mean().item())
@@ -79,4 +80,5 @@ def ddpo(task: FinetuneTask, cfg: DDPOConfig, data: Tensor | None = None) -> Non
             path_kl,
             loss=float(np.mean(losses)),
             clip_fraction=float(np.mean(clipped)),
+            grad_rel_var=grads.relative_variance(),
         )

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from rewarddiff import UserError
-from rewarddiff.finetune.common import FinetuneTask
+from rewarddiff.finetune.common import FinetuneTask, GradientStats
 from rewarddiff.training import EMA
 
 
@@ -73,7 +73,7 @@ def rgdm(task: FinetuneTask, cfg: RGDMConfig, data: Tensor | None = None) -> Non
             if ema:
                 sampler.num_atoms_probs = gen.num_atoms_probs
         n_data = int(round(cfg.data_mix * cfg.batch_size))
-        losses = []
+        losses, grads = [], GradientStats()
         for _ in range(cfg.steps_per_round):
             idx = torch.multinomial(
                 torch.as_tensor(w), cfg.batch_size - n_data, True, generator=rng
@@ -84,6 +84,7 @@ def rgdm(task: FinetuneTask, cfg: RGDMConfig, data: Tensor | None = None) -> Non
             loss = gen.loss(batch, generator=rng)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            grads.add(gen.net.parameters())
             torch.nn.utils.clip_grad_norm_(gen.net.parameters(), cfg.grad_clip)
             opt.step()
             if ema:
@@ -98,6 +99,7 @@ def rgdm(task: FinetuneTask, cfg: RGDMConfig, data: Tensor | None = None) -> Non
             ess_fraction=ess / len(all_r),
             buffer=len(all_r),
             loss=float(np.mean(losses)),
+            grad_rel_var=grads.relative_variance(),
         )
     if ema:  # the fine-tuned model is the averaged one
         gen.net.load_state_dict(ema.model.state_dict())

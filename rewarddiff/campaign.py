@@ -33,6 +33,7 @@ def train_reward(
     copies: tuple[str, ...] = ("ft", "eval"),
 ) -> dict:
     manifest = Manifest("train_reward", {"data_dir": str(data_dir)}, params, params.get("seed"))
+    torch.manual_seed(params.get("seed", 0))
     results = get_domain(domain).train_reward(params, Path(data_dir), Path(out_dir), copies)
     manifest.write(Path(out_dir) / f"manifest_{'_'.join(copies)}.json", held_out=results)
     return results
@@ -41,9 +42,9 @@ def train_reward(
 def pretrain(
     domain: str, params: dict, data_dir: Path, out_dir: Path, stop_at_step: int | None = None
 ) -> dict:
-    manifest = Manifest(
-        "pretrain", {"data_dir": str(data_dir)}, params, params.get("train", {}).get("seed", 0)
-    )
+    seed = params.get("train", {}).get("seed", 0)
+    manifest = Manifest("pretrain", {"data_dir": str(data_dir)}, params, seed)
+    torch.manual_seed(seed)  # network initialisation (torch's default seed varies per process)
     results = get_domain(domain).pretrain(params, Path(data_dir), Path(out_dir), stop_at_step)
     if stop_at_step is None:
         manifest.write(Path(out_dir) / "manifest.json", results=results)

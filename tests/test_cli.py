@@ -100,3 +100,23 @@ def test_oracles_listing():
     assert result.returncode == 0
     for name in ("gc_content", "jaspar_motif:<matrix id>", "celltype_prob:<cell>"):
         assert name in result.stdout
+
+
+def test_pretraining_is_reproducible_across_processes(tmp_path):
+    """torch seeds each process differently by default; the stage must seed initialisation."""
+    fasta = tmp_path / "data/train.fasta"
+    fasta.parent.mkdir()
+    seqs = ["".join("ACGT"[(i * 7 + j * j) % 4] for j in range(200)) for i in range(40)]
+    fasta.write_text("".join(f">s{i}\n{s}\n" for i, s in enumerate(seqs)))
+    (tmp_path / "data/labels.tsv").write_text(
+        "id\tlabel\tsplit\tchr\thalf\n"
+        + "".join(f"s{i}\tHepG2\ttrain\tchr3\t0\n" for i in range(40))
+    )
+    params = '{"network": {"hidden": 8, "layers": 1}, "train": {"steps": 3, "batch_size": 8}}'
+    for run in ("a", "b"):
+        result = cli("pretrain", "--domain", "dna", "--params", params,
+                     "--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / run),
+                     "--stop-at-step", "3")  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    logs = [pd.read_csv(tmp_path / run / "train_log.partial.csv") for run in "ab"]
+    assert logs[0]["loss"].tolist() == logs[1]["loss"].tolist()

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rewarddiff import UserError
 from rewarddiff.finetune.common import FinetuneTask, GradientStats
 
 
@@ -42,7 +43,7 @@ def ddpo(task: FinetuneTask, cfg: DDPOConfig, data: Tensor | None = None) -> Non
     """Fine-tune ``task.generator`` in place (``data`` is unused)."""
     gen, rng = task.generator, task.torch_generator
     if not hasattr(gen, "sample_trajectory"):
-        raise TypeError("ddpo needs a generator with sample_trajectory / step_log_prob")
+        raise UserError("ddpo needs per-step log-probabilities (masked sequence generators)")
     opt = torch.optim.AdamW(gen.net.parameters(), lr=cfg.lr, weight_decay=0.0)
     for round_ in range(max(1, cfg.oracle_budget // cfg.batch_size)):
         states, grid = gen.sample_trajectory(cfg.batch_size, rng)

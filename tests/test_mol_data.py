@@ -108,3 +108,18 @@ def test_dense_layout_round_trip_and_size_limit():
     np.testing.assert_allclose(back[1].positions, [[0, 0, 1]])
     with pytest.raises(UserError, match="molecule 0 .* 2 atoms; the limit is 1"):
         to_dense(mols, 1)
+
+
+def test_prepare_user_smiles_and_sdf(tmp_path):
+    table = tmp_path / "mols.csv"
+    smiles = ["C", "CC", "CCO", "CC#N", "OC=O", "CN", "CCC", "C=O", "CO", "CCN", "O", "N"]
+    table.write_text("smiles,score\n" + "".join(f"{s},{i}\n" for i, s in enumerate(smiles)))
+    summary = data.prepare({"source": "smiles", "path": str(table)}, tmp_path / "a")
+    assert summary["train"] + summary["valid"] + summary["test"] == len(smiles)
+    mols, cols = data.load_split(tmp_path / "a/train.npz")
+    assert len(mols) == summary["train"] and "score" in cols
+    write_sdf(tmp_path / "m.sdf", [data.smiles_to_molecule(s) for s in smiles])
+    summary = data.prepare({"source": "file", "path": str(tmp_path / "m.sdf")}, tmp_path / "b")
+    assert summary["elements"] == [1, 6, 7, 8]
+    with pytest.raises(UserError, match="needs key 'path'"):
+        data.prepare({"source": "smiles"}, tmp_path / "c")

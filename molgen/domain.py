@@ -227,9 +227,10 @@ class MoleculeDomain:
         """PNG grid of 2D depictions: one row per (label, run directory) with its ``per_run``
         best valid designs by ``reward_eval`` (from ``designs.sdf`` + ``scores.csv``)."""
         import pandas as pd
-        from rdkit import Chem
+        from rdkit import Chem, rdBase
         from rdkit.Chem import Draw
 
+        quiet = rdBase.BlockLogs()  # noqa: F841  (RDKit warns about lone H atoms in fragments)
         mols, legends = [], []
         for label, run_dir in runs:
             designs = read_molecules(run_dir / "designs.sdf")

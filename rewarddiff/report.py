@@ -123,13 +123,17 @@ def plot_reward_distributions(runs: pd.DataFrame, path: Path) -> None:
     _save(fig, path)
 
 
-def plot_reward_vs_loglik(runs: pd.DataFrame, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(6, 4))
+def plot_reward_vs_distance(runs: pd.DataFrame, path: Path) -> None:
+    """The two sides of the trade-off, one point per run: evaluation reward against the
+    log-likelihood under p_pre (left) and against the path KL to p_pre (right)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for method, group in runs.groupby("method"):
-        ax.scatter(group["loglik_pretrained"], group["reward_eval_mean"], label=method, s=40)
-    ax.set_xlabel("log-likelihood under the pretrained model (nats / design)")
-    ax.set_ylabel("mean evaluation reward")
-    ax.legend()
+        for ax, column in zip(axes, ("loglik_pretrained", "path_kl")):
+            ax.scatter(group[column], group["reward_eval_mean"], label=method, s=40)
+    axes[0].set_xlabel("log-likelihood under the pretrained model (nats / design)")
+    axes[1].set_xlabel("path KL to the pretrained sampling chain (nats / design)")
+    axes[0].set_ylabel("mean evaluation reward")
+    axes[1].legend()
     _save(fig, path)
 
 
@@ -222,7 +226,7 @@ def build_report(results_dir: Path, metrics_paths: list[Path], out_dir: Path) ->
     for (domain, campaign), group in runs.groupby(["domain", "campaign"]):
         stem = f"{domain}_{campaign}"
         plot_reward_distributions(group, out_dir / f"{stem}_reward_hist.png")
-        plot_reward_vs_loglik(group, out_dir / f"{stem}_reward_vs_loglik.png")
+        plot_reward_vs_distance(group, out_dir / f"{stem}_reward_vs_loglik.png")
         plot_training_curves(group, results_dir, out_dir / f"{stem}_training.png")
         sub = table[(table["domain"] == domain) & (table["campaign"] == campaign)]
         pictures = []
@@ -238,7 +242,7 @@ def build_report(results_dir: Path, metrics_paths: list[Path], out_dir: Path) ->
             markdown_table(sub),
             "",
             f"![reward distributions]({stem}_reward_hist.png)",
-            f"![reward vs log-likelihood]({stem}_reward_vs_loglik.png)",
+            f"![reward vs log-likelihood and path KL]({stem}_reward_vs_loglik.png)",
             f"![training curves]({stem}_training.png)",
             *pictures,
             "",

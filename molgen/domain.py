@@ -24,8 +24,8 @@ from rewarddiff.diffusion.gaussian import GaussianDiffusion, polynomial_schedule
 from rewarddiff.domain import BUILTIN_SUFFIX, register_domain
 from rewarddiff.io import atomic_path, load_tensors, read_json, save_model, write_json
 from rewarddiff.oracles import learned
-from rewarddiff.oracles.registry import make_oracle
-from rewarddiff.oracles.transforms import combine
+from rewarddiff.oracles.registry import make_oracles
+from rewarddiff.oracles.transforms import objective_function
 from rewarddiff.training import TrainConfig, train
 
 
@@ -211,14 +211,13 @@ class MoleculeDomain:
     def score(
         self, designs: list[Molecule], oracles: list[str], reward_model: Path | None = None
     ) -> dict[str, np.ndarray]:
-        built = [make_oracle(self.name, spec, reward_model=reward_model) for spec in oracles]
-        return {spec: oracle(designs) for spec, oracle in zip(oracles, built)}
+        """One column per oracle spec (NaN where an oracle failed on a design)."""
+        built = make_oracles(self.name, oracles, reward_model=reward_model)
+        return {spec: oracle(designs) for spec, oracle in built.items()}
 
     def reward_function(self, components: list[dict], reward_model: Path):
         """Dense molecules (n, N_max, 4) → combined reward (n,)."""
-        specs = [c["oracle"] for c in components]
-        built = {s: make_oracle(self.name, s, reward_model=reward_model) for s in specs}
-        return lambda x: combine({s: o(self.to_designs(x)) for s, o in built.items()}, components)
+        return objective_function(self.name, components, self.to_designs, reward_model=reward_model)
 
     def diversity(self, x: torch.Tensor) -> float:
         return metrics.tanimoto_diversity(self.to_designs(x))

@@ -9,8 +9,6 @@ generator interface the fine-tuning methods use (``sample``, ``loss``, ``log_lik
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ from torch_geometric.utils import scatter
 from molgen.graph import fully_connected_edges, to_nodes
 from molgen.model import EGNNDenoiser
 from rewarddiff.diffusion.gaussian import GaussianDiffusion
+from rewarddiff.generator import NetworkGenerator
 
 ONE_HOT_SCALE, CHARGE_SCALE = 4.0, 10.0
 
@@ -33,7 +32,7 @@ def remove_mean(x: Tensor, batch: Tensor) -> Tensor:
 
 
 @dataclass
-class MoleculeGenerator:
+class MoleculeGenerator(NetworkGenerator):
     diffusion: GaussianDiffusion
     net: EGNNDenoiser
     num_atoms_probs: Tensor  # (max_atoms + 1,) training histogram of molecule sizes
@@ -49,15 +48,8 @@ class MoleculeGenerator:
         self.type_index = table
 
     @property
-    def device(self) -> torch.device:
-        return next(self.net.parameters()).device
-
-    @property
     def max_atoms(self) -> int:
         return len(self.num_atoms_probs) - 1
-
-    def frozen_copy(self) -> MoleculeGenerator:
-        return dataclasses.replace(self, net=copy.deepcopy(self.net).eval().requires_grad_(False))
 
     def fit_size_distribution(self, x: Tensor, weights: Tensor, mix: float) -> None:
         """Move p(N) toward the weighted size histogram of ``x`` (B, N_max, 4) with weights (B,):

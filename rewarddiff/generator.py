@@ -17,21 +17,26 @@ from torch import Tensor, nn
 from rewarddiff.diffusion.masked import MaskedDiffusion
 
 
+class NetworkGenerator:
+    """What every generator dataclass with a ``net`` field shares."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    def frozen_copy(self):
+        """The same generator over a frozen deep copy of the network (the reference p_pre)."""
+        return dataclasses.replace(self, net=copy.deepcopy(self.net).eval().requires_grad_(False))
+
+
 @dataclass
-class MaskedSequenceGenerator:
+class MaskedSequenceGenerator(NetworkGenerator):
     diffusion: MaskedDiffusion
     net: nn.Module
     length: int
     sampling_steps: int = 100
     sample_batch: int = 256
     config: dict = field(default_factory=dict)  # rebuilds ``net`` (saved with the weights)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.net.parameters()).device
-
-    def frozen_copy(self) -> MaskedSequenceGenerator:
-        return dataclasses.replace(self, net=copy.deepcopy(self.net).eval().requires_grad_(False))
 
     @torch.no_grad()
     def sample(

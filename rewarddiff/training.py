@@ -95,11 +95,13 @@ def train(
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     step, clip = 0, AdaptiveClip()
-    if ckpt_path.exists() and load_tensors(ckpt_path)[1]["train_config"] != asdict(cfg):
+    checkpoint = load_tensors(ckpt_path) if ckpt_path.exists() else None
+    if checkpoint is not None and checkpoint[1]["train_config"] != asdict(cfg):
         print(f"{ckpt_path}: written with other training settings; starting afresh", flush=True)
         ckpt_path.unlink()
-    if ckpt_path.exists():
-        step, clip.history = load_checkpoint(ckpt_path, model, ema, opt, gen)
+        checkpoint = None
+    if checkpoint is not None:
+        step, clip.history = load_checkpoint(checkpoint, model, ema, opt, gen)
         print(f"resumed from step {step} ({ckpt_path})", flush=True)
     elif partial_log.exists():
         partial_log.unlink()
@@ -178,8 +180,9 @@ def save_checkpoint(path, model, ema, opt, gen, step, config, clip_history) -> N
     save_tensors(path, tensors, meta)
 
 
-def load_checkpoint(path, model, ema, opt, gen) -> tuple[int, list[float]]:
-    tensors, meta = load_tensors(path)
+def load_checkpoint(checkpoint, model, ema, opt, gen) -> tuple[int, list[float]]:
+    """Restore from ``(tensors, meta)`` as returned by ``load_tensors``."""
+    tensors, meta = checkpoint
 
     def part(prefix):
         return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}

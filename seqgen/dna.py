@@ -17,8 +17,8 @@ from rewarddiff.domain import BUILTIN_SUFFIX, register_domain
 from rewarddiff.generator import MaskedSequenceGenerator
 from rewarddiff.io import atomic_path, load_tensors, save_model, write_json
 from rewarddiff.oracles import learned
-from rewarddiff.oracles.registry import make_oracle
-from rewarddiff.oracles.transforms import combine, combine_torch
+from rewarddiff.oracles.registry import make_oracles
+from rewarddiff.oracles.transforms import differentiable_objective, objective_function
 from rewarddiff.training import TrainConfig, train
 from seqgen import metrics, motifs
 from seqgen import oracles as _oracles  # noqa: F401  (registers the DNA oracles)
@@ -241,22 +241,16 @@ class DNADomain:
         self, designs: list[str], oracles: list[str], reward_model: Path | None = None
     ) -> dict[str, np.ndarray]:
         """One column per oracle spec (NaN where an oracle failed on a design)."""
-        built = [make_oracle(self.name, spec, reward_model=reward_model) for spec in oracles]
-        return {spec: oracle(designs) for spec, oracle in zip(oracles, built)}
+        built = make_oracles(self.name, oracles, reward_model=reward_model)
+        return {spec: oracle(designs) for spec, oracle in built.items()}
 
     def reward_function(self, components: list[dict], reward_model: Path):
         """tokens (n, L) → combined reward (n,), from the objective's oracle components."""
-        specs = [c["oracle"] for c in components]
-        built = {s: make_oracle(self.name, s, reward_model=reward_model) for s in specs}
-        return lambda tokens: combine(
-            {s: o(self.to_designs(tokens)) for s, o in built.items()}, components
-        )
+        return objective_function(self.name, components, self.to_designs, reward_model=reward_model)
 
     def torch_reward_function(self, components: list[dict], reward_model: Path):
         """Relaxed one-hot (n, L, 4) → differentiable combined reward (n,)."""
-        specs = [c["oracle"] for c in components]
-        built = {s: make_oracle(self.name, s, reward_model=reward_model) for s in specs}
-        return combine_torch(built, components)
+        return differentiable_objective(self.name, components, reward_model=reward_model)
 
     def diversity(self, tokens: torch.Tensor) -> float:
         return metrics.mean_pairwise_hamming(tokens.numpy())

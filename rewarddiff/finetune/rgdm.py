@@ -57,10 +57,10 @@ def rgdm(task: FinetuneTask, cfg: RGDMConfig, data: Tensor | None = None) -> Non
     opt = torch.optim.AdamW(gen.net.parameters(), lr=cfg.lr, weight_decay=0.0)
     # diffusion samples are much better from averaged weights (EDM, DDPM): optional EMA
     ema = EMA(gen.net, cfg.ema_decay) if cfg.ema_decay > 0 else None
-    sampler = dataclasses.replace(gen, net=ema.model) if ema else gen
     per_round = cfg.oracle_budget // cfg.rounds
     buffer_x, buffer_r = [], []
     for round_ in range(cfg.rounds):
+        sampler = dataclasses.replace(gen, net=ema.model) if ema else gen  # current settings
         x, path_kl = sampler.sample(per_round, rng, task.reference)
         rewards = task.reward(x)
         buffer_x.append(x)
@@ -70,8 +70,6 @@ def rgdm(task: FinetuneTask, cfg: RGDMConfig, data: Tensor | None = None) -> Non
         ess = effective_sample_size(w)
         if cfg.size_mix > 0:  # the payoff-weighted fit of the size distribution
             gen.fit_size_distribution(all_x, torch.as_tensor(w), cfg.size_mix)
-            if ema:
-                sampler.num_atoms_probs = gen.num_atoms_probs
         n_data = int(round(cfg.data_mix * cfg.batch_size))
         losses, grads = [], GradientStats()
         for _ in range(cfg.steps_per_round):

@@ -43,6 +43,11 @@ def available(domain: str) -> dict[str, OracleInfo]:
     return {name: info for (d, name), (_, info) in sorted(_FACTORIES.items()) if d == domain}
 
 
+def make_oracles(domain: str, specs: list[str], **context) -> dict[str, Oracle]:
+    """One oracle per distinct spec, in first-seen order."""
+    return {spec: make_oracle(domain, spec, **context) for spec in dict.fromkeys(specs)}
+
+
 def make_oracle(domain: str, spec: str, **context) -> Oracle:
     """Build an oracle from ``name`` or ``name:argument``; unknown names give a UserError."""
     _load_entry_points()

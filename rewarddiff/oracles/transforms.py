@@ -11,6 +11,7 @@ from collections.abc import Callable
 import numpy as np
 
 from rewarddiff import UserError
+from rewarddiff.oracles.registry import make_oracles
 
 
 def sigmoid(x, low: float, high: float, k: float = 0.25):
@@ -109,3 +110,16 @@ def combine(
     ]
     out = np.sum(parts, axis=0)
     return np.exp(out / total_weight) if mode == "geometric" else out
+
+
+def objective_function(domain: str, components: list[dict], to_designs: Callable, **context):
+    """Batch of generator outputs → combined objective (n,); the components' oracles are
+    built once and kept (``context`` e.g. ``reward_model=PATH``)."""
+    oracles = make_oracles(domain, [c["oracle"] for c in components], **context)
+    return lambda x: combine({s: o(to_designs(x)) for s, o in oracles.items()}, components)
+
+
+def differentiable_objective(domain: str, components: list[dict], **context) -> Callable:
+    """Relaxed designs → differentiable combined objective (n,) (see :func:`combine_torch`)."""
+    oracles = make_oracles(domain, [c["oracle"] for c in components], **context)
+    return combine_torch(oracles, components)

@@ -1,8 +1,4 @@
-import importlib.util
-import json
 import math
-import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,6 +6,7 @@ import pytest
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
+from molgen import data
 from molgen.bonds import (
     atom_stability,
     bond_order,
@@ -174,25 +171,18 @@ def test_metrics_invariant_to_rotation_and_translation(ideal):
 
 
 def _qm9_sample(n: int, seed: int = 0) -> list[Molecule]:
-    """A seeded sample across all three qm9pack CSV parts, parsed here (the package is not
-    imported). The parts differ: part 1 alone (the smallest molecules) sits ~1.4 points below
+    """A seeded sample across all three qm9pack CSV parts, parsed with ``molgen.data``'s
+    parsers. The parts differ: part 1 alone (the smallest molecules) sits ~1.4 points below
     the whole set in molecule stability, so sampling one part would bias the comparison."""
-    spec = importlib.util.find_spec("qm9pack")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("qm9pack not installed")
-    root = Path(spec.submodule_search_locations[0]) / "data"
     cols = ["Elements", "XYZ_Ang"]
     table = pd.concat(
-        [pd.read_csv(root / f"qm9_part{i}.csv", usecols=cols) for i in (1, 2, 3)],
-        ignore_index=True,
+        [pd.read_csv(path, usecols=cols) for path in data.qm9_files()], ignore_index=True
     )
     rows = table.iloc[np.sort(np.random.default_rng(seed).choice(len(table), n, replace=False))]
-    table_z, out = Chem.GetPeriodicTable(), []
+    out = []
     for elements, xyz in zip(rows["Elements"], rows["XYZ_Ang"]):
-        numbers = [table_z.GetAtomicNumber(s) for s in re.findall(r"[A-Za-z]+", elements)]
-        # Mathematica numbers ("0.", "-1.", "2.*^-6") → JSON numbers
-        xyz = re.sub(r"(\d)\.(?!\d)", r"\1.0", xyz.replace("*^", "e"))
-        out.append(Molecule(numbers, json.loads(xyz)))
+        numbers = data.parse_elements(elements)
+        out.append(Molecule(numbers, data.parse_coordinates(xyz, len(numbers))))
     return out
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -14,6 +15,7 @@ from rewarddiff.config import dataclass_from
 from rewarddiff.domain import get_domain
 from rewarddiff.finetune import DIFFERENTIABLE, METHODS, CountingReward, FinetuneTask
 from rewarddiff.finetune.common import direction_sign
+from rewarddiff.finetune.ctrl import evaluate_labels
 from rewarddiff.io import Manifest, atomic_path, write_json
 from rewarddiff.oracles.base import summarize_scores
 
@@ -92,20 +94,25 @@ def finetune(
     )
     run, config_cls = METHODS[method]
     cfg = dataclass_from(config_cls, params, f"finetune.{method}")
+    extra = {}
     if method == "best_of_n":
         selected = run(task, cfg)
         scores = {"reward_ft": objective_fn(selected)}  # for the header; not counted
         dom.write_designs(
             out_dir / f"selected{dom.design_suffix}", dom.to_designs(selected), scores
         )
+    elif method == "ctrl":  # a new label condition steered by the ft classifier
+        condition = dom.label_condition(objective, reward_model, data_dir)
+        generator = task.generator = dom.conditional_generator(generator, condition.num_joint)
+        extra["label_eval_ft"] = run(task, cfg, condition)
     else:
         data = None
         if getattr(cfg, "data_mix", 0) > 0:
             data = dom.load_split(data_dir, "train")[0]
         run(task, cfg, data)
     dom.save_generator(out_dir / "model.safetensors", generator)
-    summary = {"oracle_calls": reward.calls, "rounds": task.rows}
-    manifest.write(out_dir / "manifest.json", oracle_calls=reward.calls)
+    summary = {"oracle_calls": reward.calls, "rounds": task.rows} | extra
+    manifest.write(out_dir / "manifest.json", oracle_calls=reward.calls, **extra)
     return summary
 
 
@@ -141,10 +148,13 @@ def score(
     data_dir: Path | None = None,
     pretrained: Path | None = None,
     designs_out: Path | None = None,
+    model: Path | None = None,
 ) -> pd.DataFrame:
     """``scores.csv``: one row per design, one column per oracle (NaN = failed), plus the
     objective under the fine-tuning and evaluation reward copies; optional ``metrics.json`` and
-    the designs re-written with every score attached (SD properties, FASTA header fields)."""
+    the designs re-written with every score attached (SD properties, FASTA header fields).
+    With the ``model`` that made the designs and a label condition in it (``ctrl``), the
+    metrics add per-label accuracy and macro-F1 of the evaluation classifier."""
     dom = get_domain(domain)
     designs = dom.read_designs(designs_path)
     columns = dom.score(designs, oracles, reward_model)
@@ -163,9 +173,33 @@ def score(
         dom.write_designs(designs_out, designs, {c: table[c].to_numpy() for c in table.columns[1:]})
     if metrics_out is not None:
         result = dom.metrics(designs, metrics_params or {}, data_dir, reward_model, pretrained)
+        if model is not None:
+            result |= label_metrics(dom, model, reward_model, metrics_params or {})
         for col in table.columns[1:]:
             stats = summarize_scores(table[col].to_numpy(dtype=float))
             for key in ("mean", "top10", "failed"):
                 result[f"{col}_{key}"] = stats[key]
         write_json(metrics_out, result)
     return table
+
+
+def label_metrics(dom, model: Path, reward_model: Path, params: dict) -> dict:
+    """Per-label evaluation of a label-conditioned model by the evaluation classifier:
+    ``label_eval_per_label`` designs per label; empty for models without a label condition."""
+    gen = dom.load_generator(model, "auto")
+    cond = gen.config.get("condition")
+    if not cond or cond["kind"] != "class":
+        return {}
+    condition = dom.label_condition({}, reward_model)
+    if condition.classes != cond["classes"]:
+        raise UserError(
+            f"{reward_model}: classes {condition.classes} differ from the model's {cond['classes']}"
+        )
+    per_label = params.get("label_eval_per_label", 64)
+    rng = torch.Generator().manual_seed(params.get("seed", 0))
+    evaluation = evaluate_labels(gen, condition, per_label, cond.get("guidance", 0.0), rng)
+    return {
+        "label_accuracy": float(np.mean([e["accuracy"] for e in evaluation.values()])),
+        "label_macro_f1": float(np.mean([e["macro_f1"] for e in evaluation.values()])),
+        "label_eval": evaluation,
+    }

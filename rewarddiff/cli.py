@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-params", type=_json, default={})
     p.add_argument("--data-dir", type=Path)
     p.add_argument("--pretrained", type=Path)
+    p.add_argument("--model", type=Path, help="the model that made the designs (label metrics)")
 
     p = sub.add_parser("report", help="tables and plots from scored campaigns")
     p.add_argument("--results-dir", type=Path, required=True)
@@ -174,6 +175,7 @@ def run(args: argparse.Namespace) -> None:
                 args.data_dir,
                 args.pretrained,
                 args.designs_out,
+                args.model,
             )
             print(table.drop(columns="design").describe().loc[["count", "mean"]].to_string())
         case "report":

@@ -28,6 +28,26 @@ class NetworkGenerator:
         """The same generator over a frozen deep copy of the network (the reference p_pre)."""
         return dataclasses.replace(self, net=copy.deepcopy(self.net).eval().requires_grad_(False))
 
+    def default_label(self, num: int) -> tuple[Tensor | None, float]:
+        """The condition sampled at when none is given, from ``config["condition"]`` (set by
+        ``ctrl`` / ``rcgdm``): labels (num,) — class index (long) or standardised value
+        (float) — and the classifier-free guidance scale; (None, 0) when unconditional."""
+        cond = self.config.get("condition")
+        if not cond or cond.get("target") is None:
+            return None, 0.0
+        dtype = torch.float32 if cond["kind"] == "value" else torch.long
+        return torch.full((num,), cond["target"], dtype=dtype), float(cond.get("guidance", 0.0))
+
+
+def load_unconditional_weights(net: nn.Module, state: dict[str, Tensor]) -> None:
+    """Load a pretrained unconditional network's weights into ``net``, which adds condition
+    embeddings (``label.*``, ``value.*``); those keep their zero initialisation, so the result
+    computes exactly the pretrained function. Any other mismatch is an error."""
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    wrong = [k for k in missing if not k.startswith(("label.", "value."))] + list(unexpected)
+    if wrong:
+        raise ValueError(f"weights do not fit the conditional network: {', '.join(wrong)}")
+
 
 @dataclass
 class MaskedSequenceGenerator(NetworkGenerator):
@@ -44,23 +64,27 @@ class MaskedSequenceGenerator(NetworkGenerator):
         num: int,
         generator: torch.Generator | None = None,
         reference: MaskedSequenceGenerator | None = None,
-        label: int | None = None,
-        guidance: float = 0.0,
+        label: Tensor | None = None,
+        guidance: float | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Tokens (num, length) and, with ``reference``, the path KL to it (num,) in nats; both
-        returned on the CPU whatever device the network runs on."""
+        returned on the CPU whatever device the network runs on. ``label`` (num,) conditions
+        the samples (default: :meth:`default_label`); ``guidance`` is the CFG scale."""
         self.net.eval()
+        if label is None:
+            label, default_guidance = self.default_label(num)
+            guidance = default_guidance if guidance is None else guidance
         tokens, kls = [], []
         for start in range(0, num, self.sample_batch):
             b = min(self.sample_batch, num - start)
-            labels = None if label is None else torch.full((b,), label, device=self.device)
+            labels = None if label is None else label[start : start + b].to(self.device)
             out = self.diffusion.sample(
                 self.net,
                 b,
                 self.length,
                 self.sampling_steps,
                 labels,
-                guidance,
+                guidance or 0.0,
                 reference.net if reference else None,
                 generator,
                 self.device,
@@ -77,10 +101,12 @@ class MaskedSequenceGenerator(NetworkGenerator):
         reference: MaskedSequenceGenerator | None = None,
         tau: float = 1.0,
         generator: torch.Generator | None = None,
+        label: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Relaxed one-hot designs (num, length, V) differentiable through the last
         ``grad_steps`` sampling steps (Gumbel-softmax straight-through), and the path KL to
-        ``reference`` (num,), both on the model's device (eval mode: no dropout noise)."""
+        ``reference`` (num,), both on the model's device (eval mode: no dropout noise);
+        ``label`` (num,) conditions the samples."""
         self.net.eval()
         return self.diffusion.sample_differentiable(
             self.net,
@@ -89,6 +115,7 @@ class MaskedSequenceGenerator(NetworkGenerator):
             self.sampling_steps,
             min(grad_steps, self.sampling_steps),
             reference.net if reference else None,
+            label=None if label is None else label.to(self.device),
             tau=tau,
             generator=generator,
             device=self.device,

@@ -22,6 +22,8 @@ TABLE_COLUMNS = {
     "reward_ft_mean": "↑",
     "target_fraction": "↑",
     "target_prob": "↑",
+    "label_accuracy": "↑",
+    "label_macro_f1": "↑",
     "loglik_pretrained": "↑",
     "path_kl": "↓",
     "kmer3_pearson": "↑",

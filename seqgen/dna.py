@@ -14,7 +14,8 @@ from rewarddiff import UserError
 from rewarddiff.config import dataclass_from, resolve_device
 from rewarddiff.diffusion.masked import MaskedDiffusion
 from rewarddiff.domain import BUILTIN_SUFFIX, register_domain
-from rewarddiff.generator import MaskedSequenceGenerator
+from rewarddiff.finetune.ctrl import LabelCondition
+from rewarddiff.generator import MaskedSequenceGenerator, load_unconditional_weights
 from rewarddiff.io import atomic_path, load_tensors, save_model, write_json
 from rewarddiff.oracles import learned
 from rewarddiff.oracles.registry import make_oracles
@@ -217,7 +218,59 @@ class DNADomain:
         )
         gen.net.load_state_dict(tensors)
         gen.net.to(resolve_device(device))
+        if config.get("condition"):
+            gen.config["condition"] = config["condition"]
         return gen
+
+    def conditional_generator(
+        self, gen: MaskedSequenceGenerator, num_labels: int, label_dropout: float = 0.0
+    ) -> MaskedSequenceGenerator:
+        """``gen`` with a zero-initialised condition embedding added: ``num_labels`` classes,
+        or a scalar value when ``num_labels`` is 0. Computes exactly ``gen``'s function."""
+        network = gen.config["network"] | {
+            "num_labels": num_labels,
+            "value_condition": num_labels == 0,
+        }
+        new = self.build_generator(
+            {
+                "network": network,
+                "label_dropout": label_dropout,
+                "sampling_steps": gen.sampling_steps,
+            }
+        )
+        load_unconditional_weights(new.net, gen.net.state_dict())
+        new.net.to(gen.device)
+        return new
+
+    def label_condition(
+        self, objective: dict, reward_model: Path, data_dir: Path | None = None
+    ) -> LabelCondition:
+        """Cell type as a condition: p̂(y | x) from the calibrated classifier ensemble at
+        ``reward_model``; label frequencies from the training split; target = the objective's."""
+        classifier = _oracles.load_classifier(str(reward_model))
+        classes = classifier.config["classes"]
+        frequencies = None
+        if data_dir is not None:
+            table = pd.read_csv(Path(data_dir) / "labels.tsv", sep="\t")
+            counts = table[table["split"] == "train"]["label"].value_counts()
+            frequencies = [[float(counts.get(c, 0)) for c in classes]]
+        target = objective.get("target")
+
+        def log_prob(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            probs = classifier.to(x.device)(x)  # relaxed one-hot (B, L, 4) → (B, classes)
+            return torch.log(probs.gather(1, y[:, :1]) + 1e-6)[:, 0]  # CTRL: log(p̂ + 1e-6)
+
+        def predict(tokens: torch.Tensor) -> torch.Tensor:
+            return classifier.predict(tokens.cpu())[0].argmax(-1, keepdim=True)
+
+        return LabelCondition(
+            ["cell_type"],
+            [classes],
+            log_prob,
+            predict,
+            frequencies,
+            [target] if target in classes else None,
+        )
 
     def save_generator(self, path: Path, gen: MaskedSequenceGenerator) -> None:
         save_model(path, gen.net, gen.config)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from toys import L, V, toy_task
 
 from rewarddiff import UserError
 from rewarddiff.diffusion.masked import MaskedDiffusion
@@ -12,7 +13,6 @@ from rewarddiff.finetune import (
     CountingReward,
     DDPOConfig,
     DraftConfig,
-    FinetuneTask,
     RGDMConfig,
     best_of_n,
     ddpo,
@@ -21,43 +21,6 @@ from rewarddiff.finetune import (
 )
 from rewarddiff.finetune.common import GradientStats, direction_sign
 from rewarddiff.finetune.rgdm import effective_sample_size, payoff_weights
-from rewarddiff.generator import MaskedSequenceGenerator
-
-V, L = 4, 8
-
-
-class ToyNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(L * (V + 1) + 1, 64), nn.Tanh(), nn.Linear(64, L * V))
-
-    def forward(self, x, t, label=None):
-        if not x.dtype.is_floating_point:
-            x = nn.functional.one_hot(x, V + 1).float()
-        return self.net(torch.cat([x.flatten(1), t[:, None]], -1)).view(-1, L, V)
-
-
-def toy_task(seed=0, log_path=None):
-    torch.manual_seed(seed)
-    gen = MaskedSequenceGenerator(
-        MaskedDiffusion(V), ToyNet(), L, sampling_steps=8, sample_batch=128
-    )
-    data = torch.randint(V, (4096, L))  # uniform "pretraining" data
-    opt = torch.optim.Adam(gen.net.parameters(), lr=3e-3)
-    for _ in range(150):
-        loss = gen.loss(data[torch.randint(len(data), (128,))])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    reward = CountingReward(lambda x: (x == 0).float().mean(-1).numpy())  # fraction of token 0
-    return FinetuneTask(
-        gen,
-        gen.frozen_copy(),
-        reward,
-        lambda x: float((x[:, None] != x[None]).float().mean()),
-        seed,
-        log_path,
-    )
 
 
 def test_payoff_weights_and_ess():

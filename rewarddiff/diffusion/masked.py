@@ -3,7 +3,8 @@
 Tokens are integers ``0..V-1``; ``V`` is the MASK token. A denoising network is any callable
 ``net(x, t, label) -> logits (B, L, V)`` where ``x`` is either tokens ``(B, L) int64`` (values in
 ``0..V``) or a relaxed one-hot ``(B, L, V+1) float``, ``t`` is ``(B,)`` in [0, 1] and ``label`` is
-``(B,) int64`` or None; label index ``num_labels`` means "no label" (classifier-free guidance).
+``(B,) int64`` (class), ``(B,) float`` (scalar condition value) or None; the null label (index
+``num_labels``, or NaN for values) means "no label" (classifier-free guidance).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from rewarddiff.diffusion import null_label
 
 NEG_INF = -1e9
 
@@ -53,7 +56,7 @@ class MaskedDiffusion:
         logits = net(x, t, label)
         if guidance and label is not None:
             # classifier-free guidance: (1 + w)·cond − w·uncond in logit space
-            uncond = net(x, t, torch.full_like(label, self.num_labels))
+            uncond = net(x, t, null_label(label, self.num_labels))
             logits = (1.0 + guidance) * logits - guidance * uncond
         log_probs = logits.float().log_softmax(-1)
         if x.dtype.is_floating_point:  # relaxed input: carry-over weighted by the one-hot
@@ -68,7 +71,7 @@ class MaskedDiffusion:
         if label is None or self.label_dropout <= 0:
             return label
         drop = uniform(label.shape, generator, label.device) < self.label_dropout
-        return torch.where(drop, self.num_labels, label)
+        return torch.where(drop, null_label(label, self.num_labels), label)
 
     # ----- training objective ----------------------------------------------------------------
     def loss(
@@ -142,8 +145,9 @@ class MaskedDiffusion:
     ):
         """Draw ``num`` sequences with ``steps`` reverse steps: tokens (num, length).
 
-        With ``reference`` (another network), also return the path KL (num,) in nats between the
-        sampling chain of ``net`` and that of ``reference`` along the drawn trajectories.
+        With ``reference`` (another network, called without label: the unconditional p_pre), also
+        return the path KL (num,) in nats between the sampling chain of ``net`` and that of
+        ``reference`` along the drawn trajectories.
         """
         x = torch.full((num, length), self.mask_id, dtype=torch.long, device=device)
         grid = torch.linspace(1.0, 0.0, steps + 1).tolist()
@@ -152,7 +156,7 @@ class MaskedDiffusion:
             tt = torch.full((num,), t, device=device)
             log_p = self.denoise(net, x, tt, label, guidance)
             if reference is not None:
-                log_ref = self.denoise(reference, x, tt, label, guidance)
+                log_ref = self.denoise(reference, x, tt)
                 path_kl += self.transition_kl(log_p, log_ref, x == self.mask_id, t, s)
             x = self.step(log_p, x, t, s, generator)
         return (x, path_kl) if reference is not None else x
@@ -214,7 +218,7 @@ class MaskedDiffusion:
                 tt = torch.full((num,), t, device=device)
                 log_p = self.denoise(net, x, tt, label)
                 if reference is not None:
-                    log_ref = self.denoise(reference, x, tt, label)
+                    log_ref = self.denoise(reference, x, tt)
                     kl += self.transition_kl(log_p, log_ref, x == self.mask_id, t, s)
                 x = self.step(log_p, x, t, s, generator)
         x = F.one_hot(x, self.vocab_size + 1).float()
@@ -224,7 +228,7 @@ class MaskedDiffusion:
             log_p = self.denoise(net, x, tt, label)
             if reference is not None:
                 with torch.no_grad():
-                    log_ref = self.denoise(reference, x.detach(), tt, label)
+                    log_ref = self.denoise(reference, x.detach(), tt)
                 kl = kl + self.transition_kl(log_p, log_ref, masked, t, s)
             a = self.unmask_probability(t, s)
             # reverse transition of a masked token: a·p_θ(x_0|x_t) + (1 − a)·δ_MASK

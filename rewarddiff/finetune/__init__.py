@@ -2,6 +2,7 @@
 
 from rewarddiff.finetune.best_of_n import BestOfNConfig, best_of_n
 from rewarddiff.finetune.common import CountingReward, FinetuneTask
+from rewarddiff.finetune.ctrl import CTRLConfig, LabelCondition, ctrl
 from rewarddiff.finetune.ddpo import DDPOConfig, ddpo
 from rewarddiff.finetune.draft import DraftConfig, draft
 from rewarddiff.finetune.rgdm import RGDMConfig, rgdm
@@ -11,6 +12,7 @@ METHODS = {
     "rgdm": (rgdm, RGDMConfig),
     "draft": (draft, DraftConfig),
     "ddpo": (ddpo, DDPOConfig),
+    "ctrl": (ctrl, CTRLConfig),
 }
 # one line per method for `rewarddiff finetune --help`
 DESCRIPTIONS = {
@@ -18,6 +20,7 @@ DESCRIPTIONS = {
     "rgdm": "reward-guided exploration: train on own samples weighted by exp(r/tau)",
     "draft": "back-propagate a differentiable reward through the last K steps (+ kl_weight·KL)",
     "ddpo": "PPO on per-step log-probs of the denoising chain (any oracle; + kl_weight·KL)",
+    "ctrl": "add a new label condition: zero-init embedding, KL-regularised log p(y|x) ascent",
 }
 # methods that need a differentiable reward (oracles with torch_score)
 DIFFERENTIABLE = {"draft"}
@@ -25,6 +28,8 @@ DIFFERENTIABLE = {"draft"}
 __all__ = [
     "METHODS",
     "BestOfNConfig",
+    "CTRLConfig",
+    "LabelCondition",
     "CountingReward",
     "DDPOConfig",
     "DIFFERENTIABLE",
@@ -33,6 +38,7 @@ __all__ = [
     "FinetuneTask",
     "RGDMConfig",
     "best_of_n",
+    "ctrl",
     "ddpo",
     "draft",
     "rgdm",

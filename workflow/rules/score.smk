@@ -10,6 +10,7 @@ rule score:
         eval_reward="{results}/{domain}/rewards/eval/model.safetensors",
         ft_reward="{results}/{domain}/rewards/ft/model.safetensors",
         pretrained="{results}/{domain}/pretrained/model.safetensors",
+        model=sample_model,
     output:
         scores="{results}/{domain}/campaigns/{campaign}/{method}/seed{seed}/scores.csv",
         metrics="{results}/{domain}/campaigns/{campaign}/{method}/seed{seed}/metrics.json",
@@ -36,5 +37,5 @@ rule score:
         "--input {input.designs} --oracles {params.oracles:q} "
         "--reward-model {input.eval_reward} --ft-reward-model {input.ft_reward} "
         "--objective {params.objective} --metrics-params {params.metrics} "
-        "--data-dir {params.data} --pretrained {input.pretrained} "
+        "--data-dir {params.data} --pretrained {input.pretrained} --model {input.model} "
         "--out {output.scores} --designs-out {params.scored} --metrics-out {output.metrics} > {log} 2>&1"

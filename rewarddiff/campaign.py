@@ -94,6 +94,8 @@ def finetune(
     )
     run, config_cls = METHODS[method]
     cfg = dataclass_from(config_cls, params, f"finetune.{method}")
+    if hasattr(cfg, "reward_network"):  # methods that fit their own reward model
+        task.reward_network = lambda: dom.reward_network(cfg.reward_network)
     extra = {}
     if method == "best_of_n":
         selected = run(task, cfg)
@@ -105,6 +107,9 @@ def finetune(
         condition = dom.label_condition(objective, reward_model, data_dir)
         generator = task.generator = dom.conditional_generator(generator, condition.num_joint)
         extra["label_eval_ft"] = run(task, cfg, condition)
+    elif method == "rcgdm":  # a scalar reward condition, trained on pseudo-labelled data
+        generator = task.generator = dom.conditional_generator(generator, 0)
+        run(task, cfg, dom.load_split(data_dir, "train")[0])
     else:
         data = None
         if getattr(cfg, "data_mix", 0) > 0:

@@ -242,6 +242,14 @@ class DNADomain:
         new.net.to(gen.device)
         return new
 
+    def reward_network(self, params: dict | None = None) -> SequenceClassifier:
+        """A regressor over sequences (tokens or relaxed one-hot → (B,)) for methods that fit
+        their own reward model (``rcgdm``, ``seiko``); ``params`` override CNNConfig fields."""
+        cfg = {"hidden": 32, "layers": 4, "dropout": 0.1} | dict(params or {})
+        net_cfg = dataclass_from(CNNConfig, cfg, "finetune reward_network")
+        net_cfg.vocab_size, net_cfg.num_outputs = len(self.alphabet), 1
+        return SequenceClassifier(net_cfg)
+
     def label_condition(
         self, objective: dict, reward_model: Path, data_dir: Path | None = None
     ) -> LabelCondition:

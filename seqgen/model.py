@@ -148,6 +148,12 @@ class SequenceClassifier(nn.Module):
             nn.Linear(cfg.hidden, cfg.num_outputs),
         )
 
-    def forward(self, x: Tensor) -> Tensor:
+    def features(self, x: Tensor) -> Tensor:
+        """Penultimate features (B, hidden) (SEIKO's UCB bonus is computed on them)."""
         h = self.body(x)
-        return self.head(torch.cat([h.mean(-1), h.amax(-1)], -1))
+        return self.head[:-1](torch.cat([h.mean(-1), h.amax(-1)], -1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits (B, num_outputs), or (B,) for a single output (a regressor)."""
+        out = self.head[-1](self.features(x))
+        return out[:, 0] if self.cfg.num_outputs == 1 else out

@@ -43,7 +43,15 @@ def test_snakemake_end_to_end_tiny(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = tmp_path / "results/report"
     summary = pd.read_csv(report / "summary.csv")
-    assert set(summary["method"]) == {"pretrained", "best_of_n", "rgdm", "draft", "ddpo", "ctrl"}
+    assert set(summary["method"]) == {
+        "pretrained",
+        "best_of_n",
+        "rgdm",
+        "draft",
+        "ddpo",
+        "ctrl",
+        "rcgdm",
+    }
     budgets = summary[summary["method"] != "pretrained"].groupby("domain")["oracle_calls"]
     assert budgets.unique().to_dict() == {"dna": [32], "molecule": [16]}  # equal per campaign
     text = (report / "report.md").read_text()
@@ -65,6 +73,8 @@ def test_snakemake_end_to_end_tiny(tmp_path):
         assert key in metrics
     ctrl = json.loads((run.parent.parent / "ctrl/seed0/metrics.json").read_text())
     assert 0 <= ctrl["label_accuracy"] <= 1 and len(ctrl["label_eval"]["cell_type"]["f1"]) == 4
+    sweep = pd.read_csv(run.parent.parent / "rcgdm/seed0/train_log.csv")
+    assert sweep["target_z"].dropna().tolist() == [0.0, 2.0, 2.0]  # sweep, then the target
     mol = tmp_path / "results/molecule/campaigns/tinymol/rgdm/seed0"
     mol_scores = pd.read_csv(mol / "scores.csv")
     assert len(mol_scores) == 8 and {"xtb:gap", "qed", "property:alpha"} <= set(mol_scores)

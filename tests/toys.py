@@ -7,6 +7,7 @@ from torch import nn
 from rewarddiff.diffusion.masked import MaskedDiffusion
 from rewarddiff.finetune import CountingReward, FinetuneTask
 from rewarddiff.generator import MaskedSequenceGenerator
+from seqgen.model import ValueEmbedding
 
 V, L = 4, 8
 
@@ -43,3 +44,32 @@ def toy_task(seed=0, log_path=None):
         seed,
         log_path,
     )
+
+
+class ValueToyNet(ToyNet):
+    """ToyNet plus the sequence denoiser's zero-initialised scalar-condition embedding."""
+
+    def __init__(self):
+        super().__init__()
+        self.value = ValueEmbedding(L * V)
+
+    def forward(self, x, t, label=None):
+        out = super().forward(x, t)
+        return out + self.value(label, len(out), out.device).view(-1, L, V)
+
+
+class ToyRegressor(nn.Module):
+    """Tokens (B, L) or relaxed one-hot (B, L, V) → (B,), with penultimate ``features``."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(L * V, 32), nn.Tanh())
+        self.out = nn.Linear(32, 1)
+
+    def features(self, x):
+        if not x.dtype.is_floating_point:
+            x = nn.functional.one_hot(x, V).float()
+        return self.body(x[..., :V].flatten(1))
+
+    def forward(self, x):
+        return self.out(self.features(x))[:, 0]

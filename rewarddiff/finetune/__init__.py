@@ -5,6 +5,7 @@ from rewarddiff.finetune.common import CountingReward, FinetuneTask
 from rewarddiff.finetune.ctrl import CTRLConfig, LabelCondition, ctrl
 from rewarddiff.finetune.ddpo import DDPOConfig, ddpo
 from rewarddiff.finetune.draft import DraftConfig, draft
+from rewarddiff.finetune.rcgdm import RCGDMConfig, rcgdm
 from rewarddiff.finetune.rgdm import RGDMConfig, rgdm
 
 METHODS = {
@@ -13,6 +14,7 @@ METHODS = {
     "draft": (draft, DraftConfig),
     "ddpo": (ddpo, DDPOConfig),
     "ctrl": (ctrl, CTRLConfig),
+    "rcgdm": (rcgdm, RCGDMConfig),
 }
 # one line per method for `rewarddiff finetune --help`
 DESCRIPTIONS = {
@@ -21,6 +23,7 @@ DESCRIPTIONS = {
     "draft": "back-propagate a differentiable reward through the last K steps (+ kl_weight·KL)",
     "ddpo": "PPO on per-step log-probs of the denoising chain (any oracle; + kl_weight·KL)",
     "ctrl": "add a new label condition: zero-init embedding, KL-regularised log p(y|x) ascent",
+    "rcgdm": "pseudo-label data with a reward model fit on a labelled subset; sample at target a",
 }
 # methods that need a differentiable reward (oracles with torch_score)
 DIFFERENTIABLE = {"draft"}
@@ -36,10 +39,12 @@ __all__ = [
     "DESCRIPTIONS",
     "DraftConfig",
     "FinetuneTask",
+    "RCGDMConfig",
     "RGDMConfig",
     "best_of_n",
     "ctrl",
     "ddpo",
     "draft",
+    "rcgdm",
     "rgdm",
 ]

@@ -57,6 +57,8 @@ class FinetuneTask:
     diversity: Callable[[Tensor], float]
     seed: int = 0
     log_path: Path | None = None
+    # the domain's regressor over designs (→ (B,)), for methods that fit their own reward model
+    reward_network: Callable[[], torch.nn.Module] | None = None
     rows: list[dict] = field(default_factory=list)
     torch_generator: torch.Generator = field(init=False)
     started: float = field(init=False, default_factory=time.time)

@@ -7,6 +7,7 @@ from rewarddiff.finetune.ddpo import DDPOConfig, ddpo
 from rewarddiff.finetune.draft import DraftConfig, draft
 from rewarddiff.finetune.rcgdm import RCGDMConfig, rcgdm
 from rewarddiff.finetune.rgdm import RGDMConfig, rgdm
+from rewarddiff.finetune.seiko import SEIKOConfig, seiko
 
 METHODS = {
     "best_of_n": (best_of_n, BestOfNConfig),
@@ -15,6 +16,7 @@ METHODS = {
     "ddpo": (ddpo, DDPOConfig),
     "ctrl": (ctrl, CTRLConfig),
     "rcgdm": (rcgdm, RCGDMConfig),
+    "seiko": (seiko, SEIKOConfig),
 }
 # one line per method for `rewarddiff finetune --help`
 DESCRIPTIONS = {
@@ -24,6 +26,7 @@ DESCRIPTIONS = {
     "ddpo": "PPO on per-step log-probs of the denoising chain (any oracle; + kl_weight·KL)",
     "ctrl": "add a new label condition: zero-init embedding, KL-regularised log p(y|x) ascent",
     "rcgdm": "pseudo-label data with a reward model fit on a labelled subset; sample at target a",
+    "seiko": "online rounds: query the oracle, refit an optimistic reward model, KL-tuned ascent",
 }
 # methods that need a differentiable reward (oracles with torch_score)
 DIFFERENTIABLE = {"draft"}
@@ -41,10 +44,12 @@ __all__ = [
     "FinetuneTask",
     "RCGDMConfig",
     "RGDMConfig",
+    "SEIKOConfig",
     "best_of_n",
     "ctrl",
     "ddpo",
     "draft",
     "rcgdm",
     "rgdm",
+    "seiko",
 ]

@@ -13,7 +13,7 @@ import torch
 from rewarddiff import UserError
 from rewarddiff.config import dataclass_from
 from rewarddiff.domain import get_domain
-from rewarddiff.finetune import DIFFERENTIABLE, METHODS, CountingReward, FinetuneTask
+from rewarddiff.finetune import DIFFERENTIABLE, METHODS, SELECTION, CountingReward, FinetuneTask
 from rewarddiff.finetune.common import direction_sign
 from rewarddiff.finetune.ctrl import evaluate_labels
 from rewarddiff.io import Manifest, atomic_path, write_json
@@ -97,7 +97,7 @@ def finetune(
     if hasattr(cfg, "reward_network"):  # methods that fit their own reward model
         task.reward_network = lambda: dom.reward_network(cfg.reward_network)
     extra = {}
-    if method == "best_of_n":
+    if method in SELECTION:
         selected = run(task, cfg)
         scores = {"reward_ft": objective_fn(selected)}  # for the header; not counted
         dom.write_designs(

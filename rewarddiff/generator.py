@@ -66,10 +66,13 @@ class MaskedSequenceGenerator(NetworkGenerator):
         reference: MaskedSequenceGenerator | None = None,
         label: Tensor | None = None,
         guidance: float | None = None,
+        guide=None,
+        guided_steps: int = 0,
     ) -> tuple[Tensor, Tensor | None]:
         """Tokens (num, length) and, with ``reference``, the path KL to it (num,) in nats; both
         returned on the CPU whatever device the network runs on. ``label`` (num,) conditions
-        the samples (default: :meth:`default_label`); ``guidance`` is the CFG scale."""
+        the samples (default: :meth:`default_label`); ``guidance`` is the CFG scale;
+        ``guide(log_p, x_t)`` reshapes the last ``guided_steps`` steps (classifier guidance)."""
         self.net.eval()
         if label is None:
             label, default_guidance = self.default_label(num)
@@ -88,6 +91,8 @@ class MaskedSequenceGenerator(NetworkGenerator):
                 reference.net if reference else None,
                 generator,
                 self.device,
+                guide,
+                guided_steps,
             )
             tokens.append((out[0] if reference else out).cpu())
             if reference:
@@ -155,6 +160,10 @@ class MaskedSequenceGenerator(NetworkGenerator):
         with torch.no_grad():
             log_ref = self.diffusion.denoise(reference.net, x_t, tt)
         return self.diffusion.transition_kl(log_p, log_ref, x_t == self.diffusion.mask_id, t, s)
+
+    def guide(self, reward, scale: float):
+        """Classifier guidance for :meth:`sample` (see ``MaskedDiffusion.reward_guide``)."""
+        return self.diffusion.reward_guide(reward, scale)
 
     @staticmethod
     def discrete(x: Tensor) -> Tensor:

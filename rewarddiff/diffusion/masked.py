@@ -142,8 +142,13 @@ class MaskedDiffusion:
         reference=None,
         generator=None,
         device=None,
+        guide=None,
+        guided_steps: int = 0,
     ):
         """Draw ``num`` sequences with ``steps`` reverse steps: tokens (num, length).
+
+        ``guide(log_p, x_t) -> log_p`` (classifier guidance) reshapes p_θ(x_0 | x_t) in the last
+        ``guided_steps`` steps.
 
         With ``reference`` (another network, called without label: the unconditional p_pre), also
         return the path KL (num,) in nats between the sampling chain of ``net`` and that of
@@ -152,14 +157,31 @@ class MaskedDiffusion:
         x = torch.full((num, length), self.mask_id, dtype=torch.long, device=device)
         grid = torch.linspace(1.0, 0.0, steps + 1).tolist()
         path_kl = torch.zeros(num, device=device)
-        for t, s in zip(grid[:-1], grid[1:]):
+        for i, (t, s) in enumerate(zip(grid[:-1], grid[1:])):
             tt = torch.full((num,), t, device=device)
             log_p = self.denoise(net, x, tt, label, guidance)
+            if guide is not None and i >= steps - guided_steps:
+                log_p = guide(log_p, x)
             if reference is not None:
                 log_ref = self.denoise(reference, x, tt)
                 path_kl += self.transition_kl(log_p, log_ref, x == self.mask_id, t, s)
             x = self.step(log_p, x, t, s, generator)
         return (x, path_kl) if reference is not None else x
+
+    @staticmethod
+    def reward_guide(reward, scale: float):
+        """Classifier guidance through x̂₀ = E_θ[one-hot x_0 | x_t]: ``guide(log_p, x_t)`` returns
+        log p_θ(x_0 | x_t) + γ·∇r(x̂₀), renormalised — the first-order tilt by exp(γ·r), exact
+        for rewards linear in the one-hot. Unmasked positions stay one-hot (their other tokens
+        carry −∞). ``reward``: relaxed one-hot (B, L, V) → (B,)."""
+
+        def guide(log_p: Tensor, x_t: Tensor) -> Tensor:
+            with torch.enable_grad():
+                x_hat = log_p.exp().detach().requires_grad_(True)
+                (grad,) = torch.autograd.grad(reward(x_hat).sum(), x_hat)
+            return (log_p + scale * grad).log_softmax(-1)
+
+        return guide
 
     def transition_log_prob(
         self, log_p0: Tensor, x_t: Tensor, x_s: Tensor, t: float, s: float

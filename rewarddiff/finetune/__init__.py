@@ -5,6 +5,7 @@ from rewarddiff.finetune.common import CountingReward, FinetuneTask
 from rewarddiff.finetune.ctrl import CTRLConfig, LabelCondition, ctrl
 from rewarddiff.finetune.ddpo import DDPOConfig, ddpo
 from rewarddiff.finetune.draft import DraftConfig, draft
+from rewarddiff.finetune.guidance import GuidanceConfig, guidance
 from rewarddiff.finetune.rcgdm import RCGDMConfig, rcgdm
 from rewarddiff.finetune.rgdm import RGDMConfig, rgdm
 from rewarddiff.finetune.seiko import SEIKOConfig, seiko
@@ -17,6 +18,7 @@ METHODS = {
     "ctrl": (ctrl, CTRLConfig),
     "rcgdm": (rcgdm, RCGDMConfig),
     "seiko": (seiko, SEIKOConfig),
+    "guidance": (guidance, GuidanceConfig),
 }
 # one line per method for `rewarddiff finetune --help`
 DESCRIPTIONS = {
@@ -27,9 +29,12 @@ DESCRIPTIONS = {
     "ctrl": "add a new label condition: zero-init embedding, KL-regularised log p(y|x) ascent",
     "rcgdm": "pseudo-label data with a reward model fit on a labelled subset; sample at target a",
     "seiko": "online rounds: query the oracle, refit an optimistic reward model, KL-tuned ascent",
+    "guidance": "no training: reward-gradient guidance through x0-hat at sampling (DPS-style)",
 }
+# methods that return their designs instead of a fine-tuned model (written as selected<suffix>)
+SELECTION = {"best_of_n", "guidance"}
 # methods that need a differentiable reward (oracles with torch_score)
-DIFFERENTIABLE = {"draft"}
+DIFFERENTIABLE = {"draft", "guidance"}
 
 __all__ = [
     "METHODS",
@@ -42,6 +47,8 @@ __all__ = [
     "DESCRIPTIONS",
     "DraftConfig",
     "FinetuneTask",
+    "GuidanceConfig",
+    "SELECTION",
     "RCGDMConfig",
     "RGDMConfig",
     "SEIKOConfig",
@@ -49,6 +56,7 @@ __all__ = [
     "ctrl",
     "ddpo",
     "draft",
+    "guidance",
     "rcgdm",
     "rgdm",
     "seiko",

@@ -14,7 +14,7 @@ rule finetune:
             {**domain_cfg(w.domain, "finetune").get(w.method, {}),
              "oracle_budget": int(campaign_row(w.campaign, w.method)["oracle_budget"])}
             | ({"n_samples": int(campaign_row(w.campaign, w.method)["n_samples"])}
-               if w.method == "best_of_n" else {})
+               if w.method in ("best_of_n", "guidance") else {})
         ),
         objective=lambda w: as_json(objective_of(w.campaign)),
         data=lambda w: f"{w.results}/{w.domain}/data",

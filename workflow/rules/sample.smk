@@ -10,7 +10,7 @@ def n_samples(w):
 
 
 rule sample:
-    """Designs from a fine-tuned model (best_of_n: its selection; pretrained: the baseline)."""
+    """Designs from a fine-tuned model (best_of_n, guidance: made while fine-tuning)."""
     input:
         model=sample_model,
     output:
@@ -20,10 +20,10 @@ rule sample:
         ext=DESIGN_EXT,
     params:
         n=n_samples,
-        # best_of_n's selection is written next to its model by the finetune stage
+        # designs made during fine-tuning (best_of_n's selection, guidance's guided samples)
         selected=lambda w, input: (
             f"--selected {os.path.dirname(input.model)}/selected.{w.ext}"
-            if w.method == "best_of_n" else ""
+            if w.method in ("best_of_n", "guidance") else ""
         ),
         # distinct seeds for baseline sampling and fine-tuned sampling
         seed=lambda w: 1000 + int(w.seed),

@@ -22,10 +22,12 @@ from rewarddiff import UserError
 from rewarddiff.config import dataclass_from, resolve_device
 from rewarddiff.diffusion.gaussian import GaussianDiffusion, polynomial_schedule
 from rewarddiff.domain import BUILTIN_SUFFIX, register_domain
+from rewarddiff.finetune.ctrl import LabelCondition
+from rewarddiff.generator import load_unconditional_weights
 from rewarddiff.io import atomic_path, load_tensors, read_json, save_model, write_json
 from rewarddiff.oracles import learned
 from rewarddiff.oracles.registry import make_oracles
-from rewarddiff.oracles.transforms import objective_function
+from rewarddiff.oracles.transforms import differentiable_objective, objective_function
 from rewarddiff.training import TrainConfig, train
 
 
@@ -183,7 +185,96 @@ class MoleculeDomain:
         gen = self.build_generator(config, probs)
         gen.net.load_state_dict(tensors)
         gen.net.to(resolve_device(device))
+        if config.get("condition"):
+            gen.config["condition"] = config["condition"]
         return gen
+
+    def conditional_generator(
+        self, gen: MoleculeGenerator, num_labels: int, label_dropout: float = 0.0
+    ) -> MoleculeGenerator:
+        """``gen`` with a zero-initialised condition embedding added: ``num_labels`` classes,
+        or a scalar value when ``num_labels`` is 0. Computes exactly ``gen``'s function."""
+        network = gen.config["network"] | {
+            "num_labels": num_labels,
+            "value_condition": num_labels == 0,
+        }
+        new = self.build_generator(gen.config | {"network": network}, gen.num_atoms_probs)
+        load_unconditional_weights(new.net, gen.net.state_dict())
+        new.net.to(gen.device)
+        return new
+
+    def reward_network(self, params: dict | None = None) -> PropertyRegressor:
+        """A small e3nn regressor (dense molecules → (B,), with ``features``) for methods that
+        fit their own reward model (``rcgdm``, ``seiko``); ``params`` override its config."""
+        cfg = {"mul": 16, "layers": 2, "lmax": 1} | dict(params or {})
+        net_cfg = dataclass_from(RegressorConfig, cfg, "finetune reward_network")
+        net_cfg.num_outputs = 1
+        return PropertyRegressor(net_cfg)
+
+    def label_condition(
+        self,
+        objective: dict,
+        reward_model: Path,
+        data_dir: Path | None = None,
+        spec: dict | None = None,
+    ) -> LabelCondition:
+        """A property bin as the condition (``ctrl``): bins at the training tertiles of the
+        objective's ``target`` property; p̂(bin | x) = Φ((hi − μ(x))/σ) − Φ((lo − μ(x))/σ) from
+        the regressor ensemble μ at ``reward_model``, σ calibrated by maximum likelihood of the
+        validation molecules' bins (needs ``data_dir``; without it only ``predict`` works).
+        ``spec`` (property, edges) rebuilds a saved condition with another regressor copy."""
+        model = _oracles.load_regressor(str(reward_model))
+        if spec is None:
+            prop = objective.get("target")
+            if prop not in model.config["targets"]:
+                raise UserError(
+                    f"ctrl: objective target {prop!r} is not a property of the reward model "
+                    f"({model.config['targets']})"
+                )
+            _, columns = self.load_split(data_dir, "train")
+            spec = {"property": prop,
+                    "edges": np.quantile(columns[prop], [1 / 3, 2 / 3]).tolist()}  # fmt: skip
+        prop, (low, high) = spec["property"], spec["edges"]
+        k = model.config["targets"].index(prop)
+        mean, std = model.config["mean"][k], model.config["std"][k]
+        edges = torch.tensor([-np.inf, low, high, np.inf])
+
+        def mu(x: torch.Tensor) -> torch.Tensor:  # property in its units, differentiable
+            out = model.to(x.device)(x)
+            return (out if out.dim() == 1 else out[:, k]) * std + mean
+
+        def bin_log_probs(values: torch.Tensor, sigma: float) -> torch.Tensor:  # (B, 3)
+            cdf = torch.special.ndtr((edges.to(values.device) - values[:, None]) / sigma)
+            return torch.log(cdf[:, 1:] - cdf[:, :-1] + 1e-6)
+
+        sigma = std
+        if data_dir is not None:  # calibration on held-out molecules (temperature scaling)
+            x_va, col_va = self.load_split(data_dir, "valid")
+            with torch.no_grad():
+                values = torch.cat([mu(x_va[i : i + 256]) for i in range(0, 1000, 256)])
+            bins = torch.bucketize(torch.as_tensor(col_va[prop][: len(values)]), edges[1:-1])
+            grid = std * np.geomspace(0.05, 3.0, 60)
+            nll = [-bin_log_probs(values, g).gather(1, bins[:, None]).mean().item() for g in grid]
+            sigma = float(grid[int(np.argmin(nll))])
+
+        def log_prob(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return bin_log_probs(mu(x), sigma).gather(1, y[:, :1])[:, 0]
+
+        def predict(x: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                values = torch.cat([mu(x[i : i + 256]) for i in range(0, len(x), 256)])
+            return torch.bucketize(values, edges[1:-1].to(values.device))[:, None].cpu()
+
+        unit = data.PROPERTY_UNITS.get(prop, "")
+        classes = [f"{prop} < {low:.4g} {unit}", f"{low:.4g}–{high:.4g}",
+                   f"{prop} > {high:.4g} {unit}"]  # fmt: skip
+        target = classes[0] if objective.get("direction") == "minimize" else classes[-1]
+        return LabelCondition([f"{prop}_bin"], [classes], log_prob, predict, target=[target],
+                              spec=spec)  # fmt: skip
+
+    def torch_reward_function(self, components: list[dict], reward_model: Path):
+        """Dense molecules (n, N_max, 4) → differentiable combined reward (n,) (positions)."""
+        return differentiable_objective(self.name, components, reward_model=reward_model)
 
     def save_generator(self, path: Path, gen: MoleculeGenerator) -> None:
         save_model(path, gen.net, gen.config)

@@ -9,6 +9,7 @@ generator interface the fine-tuning methods use (``sample``, ``loss``, ``log_lik
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from torch_geometric.utils import scatter
 
 from molgen.graph import fully_connected_edges, to_nodes
 from molgen.model import EGNNDenoiser
+from rewarddiff.diffusion import null_label
 from rewarddiff.diffusion.gaussian import GaussianDiffusion
 from rewarddiff.generator import NetworkGenerator
 
@@ -74,20 +76,34 @@ class MoleculeGenerator(NetworkGenerator):
         return remove_mean(state, batch), batch, mask
 
     def decode(self, state: Tensor, mask: Tensor) -> Tensor:
-        """State (N, 3 + F) → dense (B, N_max, 4) on the CPU: atom type by argmax of the one-hot
-        block (the atomic-number channel is a training signal only, as in EDM)."""
+        """State (N, 3 + F) → dense (B, N_max, 4) on the state's device: atom type by argmax of
+        the one-hot block (the atomic-number channel is a training signal only, as in EDM);
+        differentiable in the positions."""
         atom_types = torch.tensor(self.net.cfg.atom_types, device=state.device)
         numbers = atom_types[state[:, 3:-1].argmax(-1)]
         x = torch.zeros(*mask.shape, 4, device=state.device)
         x[mask] = torch.cat([state[:, :3], numbers[:, None].float()], -1)
-        return x.cpu()
+        return x
 
-    def _eps(self, net, state: Tensor, t: Tensor, batch: Tensor, edges: Tensor) -> Tensor:
-        """ε̂ (N, 3 + F) for integer steps t (N,)."""
-        eps_pos, eps_feat = net(
-            state[:, :3], state[:, 3:], t.float() / self.diffusion.num_steps, batch, edges
-        )
-        return torch.cat([eps_pos, eps_feat], -1)
+    def _eps(
+        self,
+        net,
+        state: Tensor,
+        t: Tensor,
+        batch: Tensor,
+        edges: Tensor,
+        label: Tensor | None = None,
+        guidance: float = 0.0,
+    ) -> Tensor:
+        """ε̂ (N, 3 + F) for integer steps t (N,); ``label`` (B,) per molecule; classifier-free
+        guidance ε = (1 + w)·ε(label) − w·ε(no label) with w = ``guidance``."""
+        tt = t.float() / self.diffusion.num_steps
+        eps = torch.cat(net(state[:, :3], state[:, 3:], tt, batch, edges, label), -1)
+        if guidance and label is not None:
+            null = null_label(label, net.cfg.num_labels)
+            uncond = torch.cat(net(state[:, :3], state[:, 3:], tt, batch, edges, null), -1)
+            eps = (1 + guidance) * eps - guidance * uncond
+        return eps
 
     def _noise(self, like: Tensor, batch: Tensor, generator: torch.Generator | None) -> Tensor:
         """Projected N(0, I) noise; drawn on the generator's device, moved to the state's."""
@@ -97,10 +113,15 @@ class MoleculeGenerator(NetworkGenerator):
 
     # ----- training -------------------------------------------------------------------------
     def loss(
-        self, x: Tensor, weights: Tensor | None = None, generator: torch.Generator | None = None
+        self,
+        x: Tensor,
+        weights: Tensor | None = None,
+        label: Tensor | None = None,
+        generator: torch.Generator | None = None,
     ) -> Tensor:
         """EDM's ε-loss: per molecule the mean squared error over its atoms' state channels,
-        t ~ U{1..T}; averaged over molecules (weighted by ``weights`` (B,) if given)."""
+        t ~ U{1..T}; averaged over molecules (weighted by ``weights`` (B,) if given);
+        ``label`` (B,) conditions a conditional network."""
         self.net.train()
         gen_device = generator.device if generator is not None else "cpu"
         t_mol = torch.randint(
@@ -109,20 +130,23 @@ class MoleculeGenerator(NetworkGenerator):
         n_atoms = int((x[..., 3] > 0.5).sum())
         noise = torch.randn(n_atoms, 3 + self.net.cfg.feature_dim, generator=generator,
                             device=gen_device)  # fmt: skip
-        per_mol = self.denoising_error(x, t_mol, noise)
+        per_mol = self.denoising_error(x, t_mol, noise, label)
         if weights is None:
             return per_mol.mean()
         weights = weights.to(per_mol.device)
         return (weights * per_mol).sum() / weights.sum()
 
-    def denoising_error(self, x: Tensor, t_mol: Tensor, noise: Tensor) -> Tensor:
+    def denoising_error(
+        self, x: Tensor, t_mol: Tensor, noise: Tensor, label: Tensor | None = None
+    ) -> Tensor:
         """Per-molecule mean squared ε error (B,) at steps ``t_mol`` (B,) for raw noise (N, D)
         in flat node order (projected to zero centre of mass here)."""
         state, batch, _ = self.encode(x)
         t = t_mol.to(state.device)[batch]
         noise = remove_mean(noise.to(state.device), batch)
         z_t = self.diffusion.q_sample(state, t, noise)
-        eps = self._eps(self.net, z_t, t, batch, fully_connected_edges(batch))
+        label = None if label is None else label.to(state.device)
+        eps = self._eps(self.net, z_t, t, batch, fully_connected_edges(batch), label)
         return scatter(self.diffusion.epsilon_loss(eps, noise), batch, dim=0, reduce="mean")
 
     # ----- sampling -------------------------------------------------------------------------
@@ -132,19 +156,84 @@ class MoleculeGenerator(NetworkGenerator):
         num: int,
         generator: torch.Generator | None = None,
         reference: MoleculeGenerator | None = None,
+        label: Tensor | None = None,
+        guidance: float | None = None,
+        guide=None,
+        guided_steps: int = 0,
     ) -> tuple[Tensor, Tensor | None]:
-        """Molecules (num, N_max, 4) and, with ``reference``, the path KL to it (num,) in nats:
-        the sum of per-step Gaussian KLs over the stochastic steps (the final t → 0 step is the
-        noiseless posterior mean and is left out); DDPM sampler; both on the CPU."""
+        """Molecules (num, N_max, 4) and, with ``reference`` (unconditional p_pre), the path KL
+        to it (num,) in nats: the sum of per-step Gaussian KLs (the final, noiseless t → 0 step
+        charged with its posterior variance, so that moving it is not free); DDPM sampler; both
+        on the CPU. ``label`` (num,) conditions the samples (default: :meth:`default_label`),
+        ``guidance`` is the classifier-free guidance scale; ``guide`` (:meth:`guide`) steers
+        the last ``guided_steps`` steps."""
         self.net.eval()
+        if label is None:
+            label, default_guidance = self.default_label(num)
+            guidance = default_guidance if guidance is None else guidance
         out, kls = [], []
         for start in range(0, num, self.sample_batch):
-            x, kl = self._sample_batch(min(self.sample_batch, num - start), generator, reference)
-            out.append(x)
-            kls.append(kl)
+            b = min(self.sample_batch, num - start)
+            lab = None if label is None else label[start : start + b].to(self.device)
+            state, kl, mask = self._chain(
+                b, generator, reference, lab, guidance or 0.0, 0, guide, guided_steps
+            )
+            out.append(self.decode(state, mask).cpu())
+            kls.append(kl.cpu())
         return torch.cat(out), (torch.cat(kls) if reference is not None else None)
 
-    def _sample_batch(self, b: int, generator, reference) -> tuple[Tensor, Tensor]:
+    def sample_differentiable(
+        self,
+        num: int,
+        grad_steps: int,
+        reference: MoleculeGenerator | None = None,
+        tau: float = 1.0,
+        generator: torch.Generator | None = None,
+        label: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Molecules (num, N_max, 4) whose positions are differentiable through the last
+        ``grad_steps`` reparameterised steps (atom types are the argmax, constant), and the path
+        KL to ``reference`` (num,), differentiable in its last terms; on the model's device.
+        ``tau`` (the discrete generators' Gumbel temperature) is ignored."""
+        self.net.eval()
+        label = None if label is None else label.to(self.device)
+        state, kl, mask = self._chain(num, generator, reference, label, 0.0, grad_steps)
+        return self.decode(state, mask), kl
+
+    @staticmethod
+    def discrete(x: Tensor) -> Tensor:
+        """The designs of a differentiable sample: (n, N_max, 4) on the CPU."""
+        return x.detach().cpu()
+
+    def guide(self, reward, scale: float):
+        """Reconstruction guidance (DPS) for :meth:`sample`: ε̂ − γ·σ_t·∇_{z_t} r(x̂₀(z_t)),
+        through the positions of x̂₀ (projected to zero centre of mass). ``reward``: dense
+        molecules (B, N_max, 4) → (B,), differentiable in the positions."""
+
+        def guided_eps(state, t, batch, edges, mask, label):
+            with torch.enable_grad():
+                state = state.detach().requires_grad_(True)
+                eps = self._eps(self.net, state, t, batch, edges, label)
+                x0_hat = self.decode(self.diffusion.predict_x0(state, t, eps), mask)
+                (grad,) = torch.autograd.grad(reward(x0_hat).sum(), state)
+            sigma = self.diffusion.noise_std(t)[:, None]
+            return eps.detach() - scale * sigma * remove_mean(grad, batch)
+
+        return guided_eps
+
+    def _chain(
+        self,
+        b: int,
+        generator,
+        reference,
+        label: Tensor | None,
+        guidance: float,
+        grad_steps: int,
+        guide=None,
+        guided_steps: int = 0,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Reverse diffusion of ``b`` molecules: final state (N, 3 + F), path KL (b,) and node
+        mask (b, N_max), on the model's device; the last ``grad_steps`` steps track gradients."""
         sizes = torch.multinomial(self.num_atoms_probs, b, replacement=True, generator=generator)
         mask = torch.arange(self.max_atoms)[None, :] < sizes[:, None]
         mask = mask.to(self.device)
@@ -153,21 +242,27 @@ class MoleculeGenerator(NetworkGenerator):
         width = 3 + self.net.cfg.feature_dim
         state = self._noise(torch.empty(len(batch), width, device=self.device), batch, generator)
         path_kl = torch.zeros(b, device=self.device)
-        for t, s in itertools.pairwise(self.diffusion.timesteps(self.sampling_steps)):
-            t_vec = torch.full((len(batch),), t, device=self.device)
-            eps = self._eps(self.net, state, t_vec, batch, edges)
-            noise = self._noise(state, batch, generator)
-            if self.sampler == "ddim":
-                state = self.diffusion.ddim_step(state, t, s, eps, 0.0, batch, noise=noise)
-                continue
-            new, mean, var = self.diffusion.ddpm_step(state, t, s, eps, batch, noise=noise)
-            if reference is not None and s > 0:  # the final step t → 0 adds no noise
-                eps_ref = self._eps(reference.net, state, t_vec, batch, edges)
-                mean_ref = self.diffusion.ddpm_step(state, t, s, eps_ref, batch, noise=noise)[1]
-                kl = self.diffusion.gaussian_kl(mean, mean_ref, var)
-                path_kl += scatter(kl, batch, dim=0, dim_size=b, reduce="sum")
-            state = new
-        return self.decode(state, mask), path_kl.cpu()
+        steps = list(itertools.pairwise(self.diffusion.timesteps(self.sampling_steps)))
+        for k, (t, s) in enumerate(steps):
+            track = k >= len(steps) - grad_steps
+            with contextlib.nullcontext() if track else torch.no_grad():
+                t_vec = torch.full((len(batch),), t, device=self.device)
+                if guide is not None and k >= len(steps) - guided_steps:
+                    eps = guide(state, t_vec, batch, edges, mask, label)
+                else:
+                    eps = self._eps(self.net, state, t_vec, batch, edges, label, guidance)
+                noise = self._noise(state, batch, generator)
+                if self.sampler == "ddim":
+                    state = self.diffusion.ddim_step(state, t, s, eps, 0.0, batch, noise=noise)
+                    continue
+                new, mean, var = self.diffusion.ddpm_step(state, t, s, eps, batch, noise=noise)
+                if reference is not None:  # frozen p_pre; gradient reaches it through z_t
+                    eps_ref = self._eps(reference.net, state, t_vec, batch, edges)
+                    mean_ref = self.diffusion.ddpm_step(state, t, s, eps_ref, batch, noise=noise)[1]
+                    kl = self.diffusion.gaussian_kl(mean, mean_ref, var)
+                    path_kl = path_kl + scatter(kl, batch, dim=0, dim_size=b, reduce="sum")
+                state = new
+        return state, path_kl, mask
 
     # ----- likelihood -----------------------------------------------------------------------
     @torch.no_grad()

@@ -15,6 +15,8 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
+from rewarddiff.conditioning import ConditionEmbedding
+
 
 @dataclass
 class EGNNConfig:
@@ -24,6 +26,8 @@ class EGNNConfig:
     coords_range: float = 15.0  # tanh-bounded coordinate step scale (EDM)
     norm_constant: float = 1.0  # added to |x_i − x_j| in the coordinate update direction
     aggregation_norm: float = 1.0  # messages are summed, then divided by this (EDM: 1)
+    num_labels: int = 0  # > 0: a zero-initialised class-label embedding (ctrl)
+    value_condition: bool = False  # a zero-initialised scalar-condition embedding (rcgdm)
 
     @property
     def feature_dim(self) -> int:
@@ -77,13 +81,28 @@ class EGNNDenoiser(nn.Module):
         self.embed = nn.Linear(cfg.feature_dim + 1, cfg.hidden)
         self.layers = nn.ModuleList(EGNNLayer(cfg) for _ in range(cfg.layers))
         self.out = nn.Linear(cfg.hidden, cfg.feature_dim)
+        self.condition = None
+        if cfg.num_labels or cfg.value_condition:
+            if cfg.num_labels and cfg.value_condition:
+                raise ValueError("a denoiser takes class labels or a scalar value, not both")
+            self.condition = ConditionEmbedding(cfg.hidden, cfg.num_labels)
 
     def forward(
-        self, pos: Tensor, features: Tensor, t: Tensor, batch: Tensor, edge_index: Tensor
+        self,
+        pos: Tensor,
+        features: Tensor,
+        t: Tensor,
+        batch: Tensor,
+        edge_index: Tensor,
+        label: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
+        """``label``: one per molecule (B,), class index or value (see ConditionEmbedding)."""
         i, j = edge_index
         d0_sq = (pos[i] - pos[j]).pow(2).sum(-1, keepdim=True)
         h = self.embed(torch.cat([features, t.unsqueeze(-1)], -1))
+        if self.condition is not None:
+            num_mols = len(label) if label is not None else int(batch.max()) + 1
+            h = h + self.condition(label, num_mols, h.device)[batch]
         x = pos
         for layer in self.layers:
             h, x = layer(h, x, edge_index, d0_sq)

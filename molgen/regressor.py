@@ -201,10 +201,23 @@ class PropertyRegressor(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         cfg = self.cfg
         pos, z, batch, _ = to_nodes(x)
-        num_mols = x.shape[0]
         if len(z) == 0:
-            out = x.new_zeros(num_mols, cfg.num_outputs)
+            out = x.new_zeros(x.shape[0], cfg.num_outputs)
             return out.squeeze(-1) if cfg.num_outputs == 1 else out
+        per_atom = self.readout(self.atom_features(pos, z, batch))
+        out = scatter(per_atom, batch, dim=0, dim_size=x.shape[0], reduce=cfg.reduce)
+        return out.squeeze(-1) if cfg.num_outputs == 1 else out
+
+    def features(self, x: Tensor) -> Tensor:
+        """Per-molecule invariant features (B, mul): the readout's hidden layer, pooled like the
+        output (SEIKO's UCB bonus is computed on them)."""
+        pos, z, batch, _ = to_nodes(x)
+        hidden = self.readout[:-1](self.atom_features(pos, z, batch))
+        return scatter(hidden, batch, dim=0, dim_size=x.shape[0], reduce=self.cfg.reduce)
+
+    def atom_features(self, pos: Tensor, z: Tensor, batch: Tensor) -> Tensor:
+        """Invariant scalars per atom (N, mul) after the interaction layers."""
+        cfg = self.cfg
         types = self.atom_types(z)
         h = self.embed(F.one_hot(types, len(cfg.atom_types)).to(pos.dtype))
 
@@ -223,6 +236,4 @@ class PropertyRegressor(nn.Module):
 
         for layer in self.layers:
             h = layer(h, src, dst, edge_sh, edge_basis)
-        per_atom = self.readout(h)
-        out = scatter(per_atom, batch, dim=0, dim_size=num_mols, reduce=cfg.reduce)
-        return out.squeeze(-1) if cfg.num_outputs == 1 else out
+        return h

@@ -195,7 +195,7 @@ def label_metrics(dom, model: Path, reward_model: Path, params: dict) -> dict:
     cond = gen.config.get("condition")
     if not cond or cond["kind"] != "class":
         return {}
-    condition = dom.label_condition({}, reward_model)
+    condition = dom.label_condition({}, reward_model, spec=cond.get("spec"))
     if condition.classes != cond["classes"]:
         raise UserError(
             f"{reward_model}: classes {condition.classes} differ from the model's {cond['classes']}"

@@ -40,11 +40,12 @@ class NetworkGenerator:
 
 
 def load_unconditional_weights(net: nn.Module, state: dict[str, Tensor]) -> None:
-    """Load a pretrained unconditional network's weights into ``net``, which adds condition
-    embeddings (``label.*``, ``value.*``); those keep their zero initialisation, so the result
-    computes exactly the pretrained function. Any other mismatch is an error."""
+    """Load a pretrained unconditional network's weights into ``net``, which adds a
+    :class:`~rewarddiff.conditioning.ConditionEmbedding` (keys ``condition.*``); it keeps its
+    zero initialisation, so the result computes exactly the pretrained function. Any other
+    mismatch is an error."""
     missing, unexpected = net.load_state_dict(state, strict=False)
-    wrong = [k for k in missing if not k.startswith(("label.", "value."))] + list(unexpected)
+    wrong = [k for k in missing if not k.startswith("condition.")] + list(unexpected)
     if wrong:
         raise ValueError(f"weights do not fit the conditional network: {', '.join(wrong)}")
 

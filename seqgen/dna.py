@@ -251,10 +251,15 @@ class DNADomain:
         return SequenceClassifier(net_cfg)
 
     def label_condition(
-        self, objective: dict, reward_model: Path, data_dir: Path | None = None
+        self,
+        objective: dict,
+        reward_model: Path,
+        data_dir: Path | None = None,
+        spec: dict | None = None,
     ) -> LabelCondition:
         """Cell type as a condition: p̂(y | x) from the calibrated classifier ensemble at
-        ``reward_model``; label frequencies from the training split; target = the objective's."""
+        ``reward_model``; label frequencies from the training split; target = the objective's.
+        (``spec`` is unused: the classes come with the classifier.)"""
         classifier = _oracles.load_classifier(str(reward_model))
         classes = classifier.config["classes"]
         frequencies = None

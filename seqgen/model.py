@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rewarddiff.conditioning import ConditionEmbedding
+
 
 @dataclass
 class CNNConfig:
@@ -91,12 +93,11 @@ class SequenceDenoiser(nn.Module):
         self.time = nn.Sequential(
             nn.Linear(cfg.hidden, cfg.hidden), nn.SiLU(), nn.Linear(cfg.hidden, cfg.hidden)
         )
-        self.label = None
-        if cfg.num_labels:
-            # zero-initialised: adding a condition leaves the unconditional model unchanged
-            self.label = nn.Embedding(cfg.num_labels + 1, cfg.hidden)
-            nn.init.zeros_(self.label.weight)
-        self.value = ValueEmbedding(cfg.hidden) if cfg.value_condition else None
+        self.condition = None
+        if cfg.num_labels or cfg.value_condition:
+            if cfg.num_labels and cfg.value_condition:
+                raise ValueError("a denoiser takes class labels or a scalar value, not both")
+            self.condition = ConditionEmbedding(cfg.hidden, cfg.num_labels)
         self.head = nn.Sequential(
             nn.GroupNorm(1, cfg.hidden), nn.Conv1d(cfg.hidden, cfg.vocab_size, 1)
         )
@@ -104,33 +105,9 @@ class SequenceDenoiser(nn.Module):
     def forward(self, x: Tensor, t: Tensor, label: Tensor | None = None) -> Tensor:
         """``label``: (B,) class index (``num_labels`` = none) or (B,) float value (NaN = none)."""
         cond = self.time(time_features(t, self.cfg.hidden))
-        if self.label is not None:
-            if label is None:  # unconditional call: the "no label" index
-                label = torch.full((x.shape[0],), self.cfg.num_labels, device=x.device)
-            cond = cond + self.label(label)
-        if self.value is not None:
-            cond = cond + self.value(label, x.shape[0], x.device)
+        if self.condition is not None:
+            cond = cond + self.condition(label, x.shape[0], x.device)
         return self.head(self.body(x, cond)).transpose(1, 2)
-
-
-class ValueEmbedding(nn.Module):
-    """Scalar condition (B,) → (B, hidden): MLP of the value, or a learned "no value" vector
-    where the value is NaN or absent. Zero-initialised output, so adding it to a pretrained
-    network leaves the network's function unchanged."""
-
-    def __init__(self, hidden: int):
-        super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(1, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
-        nn.init.zeros_(self.mlp[-1].weight)
-        nn.init.zeros_(self.mlp[-1].bias)
-        self.null = nn.Parameter(torch.zeros(hidden))
-
-    def forward(self, value: Tensor | None, batch: int, device) -> Tensor:
-        if value is None:
-            return self.null.expand(batch, -1)
-        missing = value.isnan()[:, None]
-        embedded = self.mlp(torch.nan_to_num(value.float())[:, None])
-        return torch.where(missing, self.null.expand_as(embedded), embedded)
 
 
 class SequenceClassifier(nn.Module):

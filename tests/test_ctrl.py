@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from toys import L, ToyNet, V, toy_task
+from toys import ConditionalToyNet, L, V, toy_task
 
 from rewarddiff.diffusion.masked import MaskedDiffusion
 from rewarddiff.finetune import CTRLConfig, LabelCondition, ctrl
@@ -15,22 +15,6 @@ from rewarddiff.finetune.ctrl import label_scores
 from rewarddiff.generator import MaskedSequenceGenerator, load_unconditional_weights
 
 BETA = 4.0  # classifier sharpness
-
-
-class ConditionalToyNet(ToyNet):
-    """ToyNet plus a zero-initialised embedding of ``num_labels`` classes (+ the null label)."""
-
-    def __init__(self, num_labels):
-        super().__init__()
-        self.label = nn.Embedding(num_labels + 1, L * V)
-        nn.init.zeros_(self.label.weight)
-        self.num_labels = num_labels
-
-    def forward(self, x, t, label=None):
-        out = super().forward(x, t)
-        if label is None:
-            label = torch.full((len(out),), self.num_labels)
-        return out + self.label(label).view(-1, L, V)
 
 
 def count_logits(x):

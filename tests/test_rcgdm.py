@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from toys import L, ToyRegressor, V, ValueToyNet, toy_task
+from toys import ConditionalToyNet, L, ToyRegressor, V, toy_task
 
 from rewarddiff import UserError
 from rewarddiff.diffusion.masked import MaskedDiffusion
@@ -11,7 +11,7 @@ from rewarddiff.generator import MaskedSequenceGenerator, load_unconditional_wei
 
 
 def value_conditioned(task):
-    net = ValueToyNet()
+    net = ConditionalToyNet()
     load_unconditional_weights(net, task.generator.net.state_dict())
     task.generator = MaskedSequenceGenerator(MaskedDiffusion(V), net, L, 8, 512)
     task.reward_network = ToyRegressor

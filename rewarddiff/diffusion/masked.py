@@ -248,9 +248,8 @@ class MaskedDiffusion:
             tt = torch.full((num,), t, device=device)
             masked = x[..., self.mask_id].detach()
             log_p = self.denoise(net, x, tt, label)
-            if reference is not None:
-                with torch.no_grad():
-                    log_ref = self.denoise(reference, x.detach(), tt)
+            if reference is not None:  # frozen; the KL's pathwise gradient runs through x
+                log_ref = self.denoise(reference, x, tt)
                 kl = kl + self.transition_kl(log_p, log_ref, masked, t, s)
             a = self.unmask_probability(t, s)
             # reverse transition of a masked token: a·p_θ(x_0|x_t) + (1 − a)·δ_MASK

@@ -53,6 +53,7 @@ class LabelCondition:
     predict: Callable[[Tensor], Tensor]
     frequencies: list[list[float]] | None = None  # per condition; None = uniform
     target: list[str] | None = None  # the label sampled at by default afterwards
+    spec: dict | None = None  # domain settings that rebuild it with another classifier copy
 
     @property
     def num_joint(self) -> int:
@@ -141,6 +142,7 @@ def ctrl(task: FinetuneTask, cfg: CTRLConfig, condition: LabelCondition) -> dict
             "kind": "class",
             "names": condition.names,
             "classes": condition.classes,
+            "spec": condition.spec,
             "target": condition.target_index(),
             "guidance": cfg.guidance,
         }

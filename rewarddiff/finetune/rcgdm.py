@@ -75,12 +75,14 @@ def rcgdm(task: FinetuneTask, cfg: RCGDMConfig, data: Tensor | None = None) -> N
     pseudo = pseudo + cfg.noise * torch.randn(len(pool), generator=rng)
     x_all, z_all = torch.cat([labelled, pool]), torch.cat([z, pseudo])
     fit_r = float(np.corrcoef(predict_batched(regressor, labelled).numpy(), z.numpy())[0, 1])
-    gen.diffusion.label_dropout = cfg.label_dropout
     opt = torch.optim.AdamW(gen.net.parameters(), lr=cfg.lr, weight_decay=0.0)
     losses = []
     for _ in range(cfg.steps):
         idx = torch.randint(len(x_all), (cfg.batch_size,), generator=rng)
-        loss = gen.loss(x_all[idx], label=z_all[idx], generator=rng)
+        # label dropout: NaN = "no value", which trains the unconditional model for CFG
+        dropped = torch.rand(cfg.batch_size, generator=rng) < cfg.label_dropout
+        label = torch.where(dropped, float("nan"), z_all[idx])
+        loss = gen.loss(x_all[idx], label=label, generator=rng)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(gen.net.parameters(), cfg.grad_clip)

@@ -52,6 +52,17 @@ def test_snakemake_end_to_end_tiny(tmp_path):
         "ctrl",
         "rcgdm",
     }
+    methods = summary.groupby("domain")["method"].apply(set).to_dict()
+    assert methods["molecule"] == {
+        "pretrained",
+        "best_of_n",
+        "rgdm",
+        "draft",
+        "ctrl",
+        "rcgdm",
+        "seiko",
+        "guidance",
+    }
     budgets = summary[summary["method"] != "pretrained"].groupby("domain")["oracle_calls"]
     assert budgets.unique().to_dict() == {"dna": [32], "molecule": [16]}  # equal per campaign
     text = (report / "report.md").read_text()
@@ -78,6 +89,8 @@ def test_snakemake_end_to_end_tiny(tmp_path):
     mol = tmp_path / "results/molecule/campaigns/tinymol/rgdm/seed0"
     mol_scores = pd.read_csv(mol / "scores.csv")
     assert len(mol_scores) == 8 and {"xtb:gap", "qed", "property:alpha"} <= set(mol_scores)
+    mol_ctrl = json.loads((mol.parent.parent / "ctrl/seed0/metrics.json").read_text())
+    assert mol_ctrl["label_eval"]["alpha_bin"]["classes"][-1].startswith("alpha >")
     mol_metrics = json.loads((mol / "metrics.json").read_text())
     for key in ("atom_stability", "molecule_stability", "validity", "novelty", "loglik_pretrained"):
         assert key in mol_metrics

@@ -117,7 +117,9 @@ def finetune(
         run(task, cfg, data)
     dom.save_generator(out_dir / "model.safetensors", generator)
     summary = {"oracle_calls": reward.calls, "rounds": task.rows} | extra
-    manifest.write(out_dir / "manifest.json", oracle_calls=reward.calls, **extra)
+    manifest.write(
+        out_dir / "manifest.json", oracle_calls=reward.calls, device=str(generator.device), **extra
+    )
     return summary
 
 

@@ -149,7 +149,9 @@ def plot_training_curves(runs: pd.DataFrame, results_dir: Path, path: Path) -> N
     ax0.set_xlabel("pretraining step")
     ax0.set_ylabel("NELBO per token (nats)")
     ax0.legend()
-    for _, run in runs[runs["method"] != "pretrained"].iterrows():
+    # methods whose log rows are rounds of the objective (ctrl logs log p̂(y|x); rcgdm a sweep)
+    online = runs[~runs["method"].isin(["pretrained", "ctrl", "rcgdm", "guidance"])]
+    for _, run in online.iterrows():
         log = Path(run["run_dir"]) / "train_log.csv"
         if log.exists():
             curve = pd.read_csv(log)
@@ -163,6 +165,30 @@ def plot_training_curves(runs: pd.DataFrame, results_dir: Path, path: Path) -> N
     ax1.set_ylabel("mean fine-tuning reward of the round's samples")
     ax1.legend(fontsize=7)
     _save(fig, path)
+
+
+def plot_extrapolation(runs: pd.DataFrame, path: Path) -> bool:
+    """rcgdm's sweep: achieved fine-tuning reward and log-likelihood under p_pre against the
+    target value a (in reward standard deviations); False when no run has a sweep."""
+    sweeps = []
+    for _, run in runs[runs["method"] == "rcgdm"].iterrows():
+        log = pd.read_csv(Path(run["run_dir"]) / "train_log.csv")
+        sweeps.append(log[log["stage"] == "sweep"].assign(seed=run["seed"]))
+    if not sweeps:
+        return False
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for sweep in sweeps:
+        for ax, column in zip(axes, ("reward_mean", "loglik_pretrained")):
+            ax.plot(
+                sweep["target_z"], sweep[column], marker="o", label=f"seed {sweep.seed.iloc[0]}"
+            )
+    axes[0].set_ylabel("mean fine-tuning reward of the samples")
+    axes[1].set_ylabel("log-likelihood under p_pre (nats / design)")
+    for ax in axes:
+        ax.set_xlabel("target a (reward std above the labelled mean)")
+    axes[0].legend()
+    _save(fig, path)
+    return True
 
 
 def _save(fig, path: Path) -> None:
@@ -232,6 +258,8 @@ def build_report(results_dir: Path, metrics_paths: list[Path], out_dir: Path) ->
         plot_training_curves(group, results_dir, out_dir / f"{stem}_training.png")
         sub = table[(table["domain"] == domain) & (table["campaign"] == campaign)]
         pictures = []
+        if plot_extrapolation(group, out_dir / f"{stem}_rcgdm_sweep.png"):
+            pictures.append(f"![rcgdm: reward and likelihood vs target]({stem}_rcgdm_sweep.png)")
         dom = get_domain(domain)
         if hasattr(dom, "render_designs"):  # e.g. 2D depictions of the top molecules
             first_seed = group[group["seed"] == group["seed"].min()]

@@ -31,6 +31,7 @@ class CTRLConfig:
     kl_weight: float = 0.01  # α
     reward_weight: float = 1.0  # γ: the target is p_pre·p̂(y|x)^γ (before the KL trade-off)
     lr: float = 1e-4
+    condition_lr_scale: float = 1.0  # learning-rate multiplier of the new condition embedding
     gumbel_tau: float = 1.0  # Gumbel-softmax temperature (discrete generators)
     grad_clip: float = 1.0
     guidance: float = 0.0  # classifier-free guidance scale used when sampling afterwards
@@ -106,7 +107,11 @@ def ctrl(task: FinetuneTask, cfg: CTRLConfig, condition: LabelCondition) -> dict
     if not hasattr(gen, "sample_differentiable"):
         raise UserError("ctrl needs a differentiable sampler")
     priors = condition.prior(cfg.label_prior)
-    opt = torch.optim.AdamW(gen.net.parameters(), lr=cfg.lr, weight_decay=0.0)
+    # the new embedding may learn faster than the pretrained weights it conditions
+    new = [p for n, p in gen.net.named_parameters() if n.startswith("condition.")]
+    rest = [p for n, p in gen.net.named_parameters() if not n.startswith("condition.")]
+    groups = [{"params": rest}, {"params": new, "lr": cfg.lr * cfg.condition_lr_scale}]
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.0)
     steps = max(1, cfg.oracle_budget // cfg.batch_size)
     for step in range(steps):
         y = torch.stack([torch.multinomial(p, cfg.batch_size, True, generator=rng)

@@ -23,7 +23,7 @@ from rewarddiff.config import dataclass_from, resolve_device
 from rewarddiff.diffusion.gaussian import GaussianDiffusion, polynomial_schedule
 from rewarddiff.domain import BUILTIN_SUFFIX, register_domain
 from rewarddiff.finetune.ctrl import LabelCondition
-from rewarddiff.generator import load_unconditional_weights
+from rewarddiff.generator import condition_network
 from rewarddiff.io import atomic_path, load_tensors, read_json, save_model, write_json
 from rewarddiff.oracles import learned
 from rewarddiff.oracles.registry import make_oracles
@@ -194,14 +194,9 @@ class MoleculeDomain:
     ) -> MoleculeGenerator:
         """``gen`` with a zero-initialised condition embedding added: ``num_labels`` classes,
         or a scalar value when ``num_labels`` is 0. Computes exactly ``gen``'s function."""
-        network = gen.config["network"] | {
-            "num_labels": num_labels,
-            "value_condition": num_labels == 0,
-        }
+        network = condition_network(gen.config["network"], num_labels)
         new = self.build_generator(gen.config | {"network": network}, gen.num_atoms_probs)
-        load_unconditional_weights(new.net, gen.net.state_dict())
-        new.net.to(gen.device)
-        return new
+        return gen.with_condition(new)
 
     def reward_network(self, params: dict | None = None) -> PropertyRegressor:
         """A small e3nn regressor (dense molecules → (B,), with ``features``) for methods that

@@ -38,6 +38,37 @@ class NetworkGenerator:
         dtype = torch.float32 if cond["kind"] == "value" else torch.long
         return torch.full((num,), cond["target"], dtype=dtype), float(cond.get("guidance", 0.0))
 
+    def sample_batches(self, num: int, label: Tensor | None, guidance: float | None, draw):
+        """What every ``sample`` shares: the default condition when no ``label`` (num,) is
+        given, then ``draw(b, labels, guidance) -> (designs, path KL or None)`` per chunk of at
+        most ``sample_batch``; the chunks concatenated on the CPU."""
+        self.net.eval()
+        if label is None:
+            label, default_guidance = self.default_label(num)
+            guidance = default_guidance if guidance is None else guidance
+        designs, kls = [], []
+        for start in range(0, num, self.sample_batch):
+            b = min(self.sample_batch, num - start)
+            labels = None if label is None else label[start : start + b].to(self.device)
+            x, kl = draw(b, labels, guidance or 0.0)
+            designs.append(x.cpu())
+            if kl is not None:
+                kls.append(kl.cpu())
+        return torch.cat(designs), (torch.cat(kls) if kls else None)
+
+    def with_condition(self, new):
+        """``new`` (a generator built with ``condition_network(…)``) loaded with this
+        generator's weights on its device: the same function plus a zero condition embedding."""
+        load_unconditional_weights(new.net, self.net.state_dict())
+        new.net.to(self.device)
+        return new
+
+
+def condition_network(network: dict, num_labels: int) -> dict:
+    """A network config with a condition embedding: ``num_labels`` classes, or a scalar value
+    when ``num_labels`` is 0."""
+    return network | {"num_labels": num_labels, "value_condition": num_labels == 0}
+
 
 def load_unconditional_weights(net: nn.Module, state: dict[str, Tensor]) -> None:
     """Load a pretrained unconditional network's weights into ``net``, which adds a
@@ -74,31 +105,24 @@ class MaskedSequenceGenerator(NetworkGenerator):
         returned on the CPU whatever device the network runs on. ``label`` (num,) conditions
         the samples (default: :meth:`default_label`); ``guidance`` is the CFG scale;
         ``guide(log_p, x_t)`` reshapes the last ``guided_steps`` steps (classifier guidance)."""
-        self.net.eval()
-        if label is None:
-            label, default_guidance = self.default_label(num)
-            guidance = default_guidance if guidance is None else guidance
-        tokens, kls = [], []
-        for start in range(0, num, self.sample_batch):
-            b = min(self.sample_batch, num - start)
-            labels = None if label is None else label[start : start + b].to(self.device)
+
+        def draw(b, labels, w):
             out = self.diffusion.sample(
                 self.net,
                 b,
                 self.length,
                 self.sampling_steps,
                 labels,
-                guidance or 0.0,
+                w,
                 reference.net if reference else None,
                 generator,
                 self.device,
                 guide,
                 guided_steps,
             )
-            tokens.append((out[0] if reference else out).cpu())
-            if reference:
-                kls.append(out[1].cpu())
-        return torch.cat(tokens), (torch.cat(kls) if reference else None)
+            return out if reference else (out, None)
+
+        return self.sample_batches(num, label, guidance, draw)
 
     def sample_differentiable(
         self,

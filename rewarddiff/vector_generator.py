@@ -136,20 +136,12 @@ class GaussianVectorGenerator(NetworkGenerator):
         (num,) conditions the samples (default: :meth:`default_label`), ``guidance`` is the
         classifier-free guidance scale w; ``guide`` (:meth:`guide`) steers the last
         ``guided_steps`` steps."""
-        self.net.eval()
-        if label is None:
-            label, default_guidance = self.default_label(num)
-            guidance = default_guidance if guidance is None else guidance
-        out, kls = [], []
-        for start in range(0, num, self.sample_batch):
-            b = min(self.sample_batch, num - start)
-            lab = None if label is None else label[start : start + b].to(self.device)
-            x, kl = self._chain(
-                b, generator, reference, lab, guidance or 0.0, 0, None, guide, guided_steps
-            )
-            out.append(x.cpu())
-            kls.append(kl.cpu())
-        return torch.cat(out), (torch.cat(kls) if reference is not None else None)
+
+        def draw(b, labels, w):
+            x, kl = self._chain(b, generator, reference, labels, w, 0, None, guide, guided_steps)
+            return x, (kl if reference is not None else None)
+
+        return self.sample_batches(num, label, guidance, draw)
 
     def sample_differentiable(
         self,

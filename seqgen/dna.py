@@ -15,7 +15,7 @@ from rewarddiff.config import dataclass_from, resolve_device
 from rewarddiff.diffusion.masked import MaskedDiffusion
 from rewarddiff.domain import BUILTIN_SUFFIX, register_domain
 from rewarddiff.finetune.ctrl import LabelCondition
-from rewarddiff.generator import MaskedSequenceGenerator, load_unconditional_weights
+from rewarddiff.generator import MaskedSequenceGenerator, condition_network
 from rewarddiff.io import atomic_path, load_tensors, save_model, write_json
 from rewarddiff.oracles import learned
 from rewarddiff.oracles.registry import make_oracles
@@ -227,20 +227,14 @@ class DNADomain:
     ) -> MaskedSequenceGenerator:
         """``gen`` with a zero-initialised condition embedding added: ``num_labels`` classes,
         or a scalar value when ``num_labels`` is 0. Computes exactly ``gen``'s function."""
-        network = gen.config["network"] | {
-            "num_labels": num_labels,
-            "value_condition": num_labels == 0,
-        }
         new = self.build_generator(
             {
-                "network": network,
+                "network": condition_network(gen.config["network"], num_labels),
                 "label_dropout": label_dropout,
                 "sampling_steps": gen.sampling_steps,
             }
         )
-        load_unconditional_weights(new.net, gen.net.state_dict())
-        new.net.to(gen.device)
-        return new
+        return gen.with_condition(new)
 
     def reward_network(self, params: dict | None = None) -> SequenceClassifier:
         """A regressor over sequences (tokens or relaxed one-hot → (B,)) for methods that fit

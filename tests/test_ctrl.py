@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from toys import ConditionalToyNet, L, V, toy_task
 
+from rewarddiff import UserError
 from rewarddiff.diffusion.masked import MaskedDiffusion
 from rewarddiff.finetune import CTRLConfig, LabelCondition, ctrl
 from rewarddiff.finetune.ctrl import label_scores
@@ -113,3 +114,8 @@ def test_label_scores_known_values():
     assert scores["accuracy"] == 0.75
     assert scores["f1"] == pytest.approx([2 / 3, 0.8])  # class 0: P 1, R 0.5; class 1: P 2/3, R 1
     assert scores["macro_f1"] == pytest.approx((2 / 3 + 0.8) / 2)
+
+
+def test_unknown_label_prior_is_a_clear_error():
+    with pytest.raises(UserError, match="label_prior must be uniform or data"):
+        LabelCondition(["c"], [["a", "b"]], None, None, frequencies=[[1.0, 1.0]]).prior("bogus")

@@ -36,8 +36,8 @@ def rgdm_gradient(gen, reward, batch, tau, rng) -> torch.Tensor:
 
 
 def ddpo_gradient(gen, reward, batch, rng) -> torch.Tensor:
-    states, grid = gen.sample_trajectory(batch, rng)
-    adv = advantages(reward(states[-1].cpu()))
+    states, grid, x = gen.sample_trajectory(batch, rng)
+    adv = advantages(reward(x))
     gen.net.zero_grad()
     for xt, xs, t, s in zip(states[:-1], states[1:], grid[:-1], grid[1:]):
         # at ratio 1 the PPO surrogate's gradient is the policy gradient −E[A ∇ log p]

@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -31,6 +32,15 @@ def remove_mean(x: Tensor, batch: Tensor) -> Tensor:
     """Project the first three columns (positions) of (N, D) onto zero mean per molecule."""
     pos = x[:, :3] - scatter(x[:, :3], batch, dim=0, reduce="mean")[batch]
     return torch.cat([pos, x[:, 3:]], -1)
+
+
+class ChainState(NamedTuple):
+    """One state of the reverse chain of a batch of b molecules with N atoms in all."""
+
+    state: Tensor  # (N, 3 + F) positions (zero centre of mass) and scaled features
+    batch: Tensor  # (N,) molecule of each atom
+    edges: Tensor  # (2, E) fully connected within each molecule
+    mask: Tensor  # (b, N_max) atom slots in use
 
 
 @dataclass
@@ -52,6 +62,12 @@ class MoleculeGenerator(NetworkGenerator):
     @property
     def max_atoms(self) -> int:
         return len(self.num_atoms_probs) - 1
+
+    def load_config(self, config: dict) -> None:
+        """Adopt a saved ``config``, including a size distribution moved by fine-tuning."""
+        self.config = config
+        if "num_atoms_probs" in config:
+            self.num_atoms_probs = torch.tensor(config["num_atoms_probs"], dtype=torch.float64)
 
     def fit_size_distribution(self, x: Tensor, weights: Tensor, mix: float) -> None:
         """Move p(N) toward the weighted size histogram of ``x`` (B, N_max, 4) with weights (B,):
@@ -225,9 +241,11 @@ class MoleculeGenerator(NetworkGenerator):
         grad_steps: int,
         guide=None,
         guided_steps: int = 0,
+        trajectory: list[ChainState] | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Reverse diffusion of ``b`` molecules: final state (N, 3 + F), path KL (b,) and node
-        mask (b, N_max), on the model's device; the last ``grad_steps`` steps track gradients."""
+        mask (b, N_max), on the model's device; the last ``grad_steps`` steps track gradients.
+        The states z_T … z_0 are appended to ``trajectory`` if given."""
         sizes = torch.multinomial(self.num_atoms_probs, b, replacement=True, generator=generator)
         mask = torch.arange(self.max_atoms)[None, :] < sizes[:, None]
         mask = mask.to(self.device)
@@ -237,6 +255,8 @@ class MoleculeGenerator(NetworkGenerator):
         state = self._noise(torch.empty(len(batch), width, device=self.device), batch, generator)
         path_kl = torch.zeros(b, device=self.device)
         steps = list(itertools.pairwise(self.diffusion.timesteps(self.sampling_steps)))
+        if trajectory is not None:
+            trajectory.append(ChainState(state, batch, edges, mask))
         for k, (t, s) in enumerate(steps):
             track = k >= len(steps) - grad_steps
             with contextlib.nullcontext() if track else torch.no_grad():
@@ -256,7 +276,51 @@ class MoleculeGenerator(NetworkGenerator):
                     kl = self.diffusion.gaussian_kl(mean, mean_ref, var)
                     path_kl = path_kl + scatter(kl, batch, dim=0, dim_size=b, reduce="sum")
                 state = new
+                if trajectory is not None:
+                    trajectory.append(ChainState(state, batch, edges, mask))
         return state, path_kl, mask
+
+    # ----- per-step transitions (ddpo) ------------------------------------------------------
+    @torch.no_grad()
+    def sample_trajectory(
+        self, num: int, generator: torch.Generator | None = None
+    ) -> tuple[list[ChainState], list[int], Tensor]:
+        """The whole reverse chain of an unconditional DDPM :meth:`sample` of ``num`` ≤
+        ``sample_batch`` molecules: states z_T … z_0 (on the model's device), the integer step
+        grid T > … > 0 and the molecules (num, N_max, 4) on the CPU."""
+        self.net.eval()
+        states = []
+        state, _, mask = self._chain(num, generator, None, None, 0.0, 0, trajectory=states)
+        return states, self.diffusion.timesteps(self.sampling_steps), self.decode(state, mask).cpu()
+
+    def _step(self, z_t: ChainState, t: int, s: int, net=None) -> tuple[Tensor, Tensor]:
+        """Mean (N, 3 + F) and variance (scalar tensor) of the reverse step t → s under ``net``."""
+        t_vec = torch.full((len(z_t.batch),), t, device=z_t.state.device)
+        eps = self._eps(net or self.net, z_t.state, t_vec, z_t.batch, z_t.edges)
+        mean, var = self.diffusion.posterior_mean_var(z_t.state, t, s, eps)
+        return remove_mean(mean, z_t.batch), var[0]
+
+    def step_log_prob(self, z_t: ChainState, z_s: ChainState, t: int, s: int) -> Tensor:
+        """log N(z_s; mean_θ(z_t), var·I) per molecule (b,) in nats over its 3(n − 1) + n·F
+        subspace dimensions, with grad. The final step (s = 0) is deterministic: zeros, kept
+        on the graph."""
+        mean, var = self._step(z_t, t, s)
+        b = len(z_t.mask)
+        if s == 0:
+            return scatter(mean.sum(-1), z_t.batch, dim=0, dim_size=b, reduce="sum") * 0.0
+        sq = scatter((z_s.state - mean).pow(2).sum(-1), z_t.batch, dim=0, dim_size=b, reduce="sum")
+        n_atoms = z_t.mask.sum(1).to(sq.dtype)
+        dims = 3 * (n_atoms - 1) + n_atoms * self.net.cfg.feature_dim
+        return -sq / (2 * var) - 0.5 * dims * torch.log(2 * math.pi * var)
+
+    def step_kl(self, z_t: ChainState, t: int, s: int, reference: MoleculeGenerator) -> Tensor:
+        """KL(p_θ(· | z_t) ‖ p_ref(· | z_t)) of one reverse step per molecule (b,) in nats, with
+        grad (the reference's under no_grad)."""
+        mean, var = self._step(z_t, t, s)
+        with torch.no_grad():
+            mean_ref, _ = self._step(z_t, t, s, reference.net)
+        kl = self.diffusion.gaussian_kl(mean, mean_ref, var)
+        return scatter(kl, z_t.batch, dim=0, dim_size=len(z_t.mask), reduce="sum")
 
     # ----- likelihood -----------------------------------------------------------------------
     @torch.no_grad()

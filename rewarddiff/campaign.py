@@ -14,7 +14,7 @@ from rewarddiff import UserError
 from rewarddiff.config import dataclass_from
 from rewarddiff.domain import get_domain
 from rewarddiff.finetune import DIFFERENTIABLE, METHODS, SELECTION, CountingReward, FinetuneTask
-from rewarddiff.finetune.common import direction_sign
+from rewarddiff.finetune.common import direction_sign, write_rows
 from rewarddiff.finetune.ctrl import evaluate_labels
 from rewarddiff.io import Manifest, atomic_path, write_json
 from rewarddiff.oracles.base import summarize_scores
@@ -89,9 +89,11 @@ def finetune(
         if not hasattr(generator, "sample_differentiable"):
             raise UserError(f"method {method} needs a differentiable sampler; {domain} has none")
         reward.torch_fn = dom.torch_reward_function(objective["reward"], reward_model)
-    task = FinetuneTask(
-        generator, reference, reward, dom.diversity, seed, out_dir / "train_log.csv"
-    )
+    # scratch files: the log grows and the checkpoint is refreshed every round; the declared
+    # outputs (model, train_log.csv) appear only when the run has finished
+    partial_log, checkpoint = out_dir / "train_log.partial.csv", out_dir / "checkpoint.safetensors"
+    task = FinetuneTask(generator, reference, reward, dom.diversity, seed, partial_log,
+                        checkpoint_path=checkpoint)  # fmt: skip
     run, config_cls = METHODS[method]
     cfg = dataclass_from(config_cls, params, f"finetune.{method}")
     if hasattr(cfg, "reward_network"):  # methods that fit their own reward model
@@ -116,6 +118,9 @@ def finetune(
             data = dom.load_split(data_dir, "train")[0]
         run(task, cfg, data)
     dom.save_generator(out_dir / "model.safetensors", generator)
+    write_rows(out_dir / "train_log.csv", task.rows)
+    partial_log.unlink(missing_ok=True)
+    checkpoint.unlink(missing_ok=True)
     summary = {"oracle_calls": reward.calls, "rounds": task.rows} | extra
     manifest.write(
         out_dir / "manifest.json", oracle_calls=reward.calls, device=str(generator.device), **extra

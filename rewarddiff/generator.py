@@ -56,6 +56,10 @@ class NetworkGenerator:
                 kls.append(kl.cpu())
         return torch.cat(designs), (torch.cat(kls) if kls else None)
 
+    def load_config(self, config: dict) -> None:
+        """Adopt a saved ``config`` (e.g. a fine-tuning checkpoint's) for the same network."""
+        self.config = config
+
     def with_condition(self, new):
         """``new`` (a generator built with ``condition_network(…)``) loaded with this
         generator's weights on its device: the same function plus a zero condition embedding."""
@@ -154,9 +158,10 @@ class MaskedSequenceGenerator(NetworkGenerator):
     @torch.no_grad()
     def sample_trajectory(
         self, num: int, generator: torch.Generator | None = None
-    ) -> tuple[list[Tensor], list[float]]:
+    ) -> tuple[list[Tensor], list[float], Tensor]:
         """The whole reverse chain: states x_{t_0} (all MASK) … x_{t_K} (the design), each
-        (num, length) on the model's device, and the time grid t_0 = 1 > … > t_K = 0."""
+        (num, length) on the model's device, the time grid t_0 = 1 > … > t_K = 0 and the
+        designs (num, length) on the CPU."""
         self.net.eval()
         d = self.diffusion
         grid = torch.linspace(1.0, 0.0, self.sampling_steps + 1).tolist()
@@ -166,7 +171,7 @@ class MaskedSequenceGenerator(NetworkGenerator):
             tt = torch.full((num,), t, device=self.device)
             x = d.step(d.denoise(self.net, x, tt), x, t, s, generator)
             states.append(x)
-        return states, grid
+        return states, grid, x.cpu()
 
     def step_log_prob(
         self, x_t: Tensor, x_s: Tensor, t: float, s: float, net: torch.nn.Module | None = None

@@ -186,13 +186,14 @@ class GaussianVectorGenerator(NetworkGenerator):
     @torch.no_grad()
     def sample_trajectory(
         self, num: int, generator: torch.Generator | None = None
-    ) -> tuple[list[Tensor], list[int]]:
+    ) -> tuple[list[Tensor], list[int], Tensor]:
         """The whole reverse chain: states x_T … x_0, each (num, *shape) on the model's device,
-        and the integer step grid T > … > 0 (the draws of an unconditional :meth:`sample`)."""
+        the integer step grid T > … > 0 and the designs x_0 on the CPU (the draws of an
+        unconditional :meth:`sample`)."""
         self.net.eval()
         states = []
-        self._chain(num, generator, None, None, 0.0, grad_steps=0, trajectory=states)
-        return states, self.diffusion.timesteps(self.sampling_steps)
+        x, _ = self._chain(num, generator, None, None, 0.0, grad_steps=0, trajectory=states)
+        return states, self.diffusion.timesteps(self.sampling_steps), x.cpu()
 
     def step_log_prob(self, x_t: Tensor, x_s: Tensor, t: int, s: int) -> Tensor:
         """log N(x_s; mean_θ(x_t), var·I) of one reverse step t → s per design (num,) in nats,

@@ -119,3 +119,33 @@ def test_label_scores_known_values():
 def test_unknown_label_prior_is_a_clear_error():
     with pytest.raises(UserError, match="label_prior must be uniform or data"):
         LabelCondition(["c"], [["a", "b"]], None, None, frequencies=[[1.0, 1.0]]).prior("bogus")
+
+
+def test_molecule_ctrl_target_must_be_a_regressor_property(tmp_path):
+    from molgen.domain import MoleculeDomain
+    from molgen.regressor import PropertyRegressor, RegressorConfig
+    from rewarddiff.oracles.learned import RewardEnsemble
+
+    network = {"mul": 4, "lmax": 1, "layers": 1}
+    ensemble = RewardEnsemble([PropertyRegressor(RegressorConfig(**network))], "regression")
+    path = tmp_path / "regressor.safetensors"
+    ensemble.save(path, {"network": network, "targets": ["alpha"], "mean": [0.0], "std": [1.0]})
+    with pytest.raises(UserError, match=r"objective target 'gap' is not a property .*alpha"):
+        MoleculeDomain().label_condition({"target": "gap"}, path)
+
+
+def test_label_metrics_refuses_a_classifier_with_other_classes(tmp_path):
+    """Scoring a ctrl model with an eval classifier whose classes differ is a clear error."""
+    from types import SimpleNamespace
+
+    from rewarddiff.campaign import label_metrics
+
+    gen = SimpleNamespace(config={"condition": {"kind": "class", "classes": [["a", "b"]]}})
+    other = toy_condition()
+    other.classes = [["a", "c"]]
+    dom = SimpleNamespace(load_generator=lambda *_: gen,
+                          label_condition=lambda *_, **__: other)  # fmt: skip
+    with pytest.raises(UserError, match=r"classes \[\['a', 'c'\]\] differ from the model's"):
+        label_metrics(dom, tmp_path / "model", tmp_path / "eval.safetensors", {})
+    gen.config = {}  # an unconditional model has no label metrics
+    assert label_metrics(dom, tmp_path / "model", tmp_path / "eval.safetensors", {}) == {}

@@ -157,3 +157,28 @@ def test_size_distribution_moves_toward_weighted_sizes(generator):
     torch.testing.assert_close(gen.num_atoms_probs, expected)
     assert gen.config["num_atoms_probs"] == expected.tolist()  # saved with the model
     assert generator.num_atoms_probs[5] == 0.5  # the original is untouched
+
+
+def test_trajectory_is_the_sample_with_transition_densities(generator):
+    """ddpo's view of the molecule chain: the trajectory ends in the sampled molecules, step
+    KLs sum to the sampler's path KL, and each step's log-density has the Gaussian entropy's
+    mean over its 3(n − 1) + n·F subspace dimensions."""
+    other = generator.frozen_copy()
+    other.net.out.bias.data += 0.1
+    x, kl = generator.sample(4, torch.Generator().manual_seed(3), reference=other)
+    states, grid, designs = generator.sample_trajectory(4, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(designs, x)
+    assert grid == generator.diffusion.timesteps(10) and len(states) == len(grid)
+    steps = list(zip(states, states[1:], grid, grid[1:]))
+    total = sum(generator.step_kl(z_t, t, s, other) for z_t, _, t, s in steps)
+    torch.testing.assert_close(total.detach(), kl, rtol=1e-4, atol=1e-4)
+    n = states[0].mask.sum(1).double()
+    dims = 3 * (n - 1) + n * generator.net.cfg.feature_dim
+    z_t, z_s, t, s = steps[3]
+    log_p = generator.step_log_prob(z_t, z_s, t, s).detach().double()
+    var = generator.diffusion.posterior_mean_var(z_t.state[:1], t, s, z_t.state[:1])[1].double()
+    entropy = 0.5 * dims * (1 + torch.log(2 * torch.pi * var))
+    # −log p = ½χ²_dims + const: within 4 standard deviations (sqrt(dims/2)) of the entropy
+    assert ((-log_p - entropy).abs() < 4 * (dims / 2).sqrt()).all(), (log_p, entropy)
+    final = generator.step_log_prob(states[-2], states[-1], grid[-2], 0)
+    assert final.requires_grad and torch.equal(final.detach(), torch.zeros(4))

@@ -134,7 +134,7 @@ def test_sample_differentiable_draws_as_sample_and_backpropagates(points):
 def test_step_log_prob_is_the_sampler_transition_density(points):
     """Over x_s ~ p = N(mean, var·I) (D = 12), log p(x_s) = c − ½χ²_D: its mean is −H(p) =
     −D/2·(1 + log 2π var) (E_p log q < −H(p) for any q ≠ p) and its variance D/2."""
-    states, grid = points.sample_trajectory(4000, seeded(0))
+    states, grid, _ = points.sample_trajectory(4000, seeded(0))
     assert grid == points.diffusion.timesteps(20) and len(states) == len(grid)
     for x_t, x_s, t, s in zip(states, states[1:], grid, grid[1:]):
         log_p = points.step_log_prob(x_t, x_s, t, s).detach()
@@ -150,8 +150,9 @@ def test_step_log_prob_is_the_sampler_transition_density(points):
 def test_trajectory_is_the_sample_and_step_kls_sum_to_its_path_kl(points):
     ref = perturbed(points)
     x, kl = points.sample(32, seeded(0), ref)
-    states, grid = points.sample_trajectory(32, seeded(0))
+    states, grid, designs = points.sample_trajectory(32, seeded(0))
     torch.testing.assert_close(states[-1].cpu(), x)
+    torch.testing.assert_close(designs, x)
     steps = list(zip(states, grid, grid[1:]))
     total = sum(points.step_kl(x_t, t, s, ref) for x_t, t, s in steps)
     torch.testing.assert_close(total.detach(), kl)

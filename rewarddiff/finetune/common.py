@@ -1,12 +1,14 @@
-"""What every fine-tuning method shares: the task bundle, oracle-call accounting and the
-per-round log (reward, distance from the pretrained model, diversity)."""
+"""What every fine-tuning method shares: the task bundle, oracle-call accounting, the
+per-round log (reward, distance from the pretrained model, diversity) and the scratch
+checkpoint that lets an interrupted run resume mid-way."""
 
 from __future__ import annotations
 
 import csv
+import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ from torch import Tensor
 
 from rewarddiff import UserError
 from rewarddiff.generator import MaskedSequenceGenerator
-from rewarddiff.io import atomic_path
+from rewarddiff.io import atomic_path, flatten_state, load_tensors, save_tensors, unflatten_state
 from rewarddiff.oracles.base import summarize_scores
 
 
@@ -59,6 +61,8 @@ class FinetuneTask:
     log_path: Path | None = None
     # the domain's regressor over designs (→ (B,)), for methods that fit their own reward model
     reward_network: Callable[[], torch.nn.Module] | None = None
+    # scratch checkpoint written by :meth:`checkpoint`; None = no mid-run checkpoints
+    checkpoint_path: Path | None = None
     rows: list[dict] = field(default_factory=list)
     torch_generator: torch.Generator = field(init=False)
     started: float = field(init=False, default_factory=time.time)
@@ -97,6 +101,55 @@ class FinetuneTask:
             flush=True,
         )
         return row
+
+    def checkpoint(self, done: int, cfg, opt: torch.optim.Optimizer, **state) -> None:
+        """Save the run after ``done`` rounds (or steps) of the method configured by ``cfg``:
+        generator weights and config, optimiser, RNG states, oracle calls, log rows and the
+        method's own ``state`` (nested dicts / lists of tensors and JSON values)."""
+        if self.checkpoint_path is None:
+            return
+        state = {"net": self.generator.net.state_dict(), "optim": opt.state_dict(),
+                 "rng": self.torch_generator.get_state(), "torch_rng": torch.get_rng_state(),
+                 "method": state}  # fmt: skip
+        tensors, skeleton = flatten_state("state", state)
+        meta = {
+            "done": done,
+            "run": _run_settings(cfg, self.seed),
+            "state": skeleton,
+            "generator_config": self.generator.config,
+            "oracle_calls": self.reward.calls,
+            "rows": self.rows,
+            "elapsed_s": time.time() - self.started,
+        }
+        save_tensors(self.checkpoint_path, tensors, meta)
+
+    def resume(self, cfg, opt: torch.optim.Optimizer, **state) -> tuple[int, dict]:
+        """Restore what :meth:`checkpoint` saved for the same method settings and seed; returns
+        (rounds done, method state). Without a matching checkpoint: (0, ``state``)."""
+        path = self.checkpoint_path
+        if path is None or not path.exists():
+            return 0, state
+        tensors, meta = load_tensors(path)
+        if meta.get("run") != _run_settings(cfg, self.seed):
+            print(f"{path}: written with other settings; starting afresh", flush=True)
+            return 0, state
+        saved = unflatten_state(meta["state"], tensors)
+        self.generator.net.load_state_dict(saved["net"])
+        self.generator.load_config(meta["generator_config"])
+        opt.load_state_dict(saved["optim"])
+        self.torch_generator.set_state(saved["rng"])
+        torch.set_rng_state(saved["torch_rng"])
+        self.reward.calls = meta["oracle_calls"]
+        self.rows = meta["rows"]
+        self.started = time.time() - meta["elapsed_s"]
+        print(f"resumed after {meta['done']} rounds ({path})", flush=True)
+        return meta["done"], saved["method"]
+
+
+def _run_settings(cfg, seed: int) -> dict:
+    """What identifies a run in its checkpoint: the method's config class, settings, seed."""
+    settings = {"method": type(cfg).__name__, "settings": asdict(cfg), "seed": seed}
+    return json.loads(json.dumps(settings, default=str))  # as the checkpoint reads it back
 
 
 class GradientStats:

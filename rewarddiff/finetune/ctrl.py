@@ -113,7 +113,8 @@ def ctrl(task: FinetuneTask, cfg: CTRLConfig, condition: LabelCondition) -> dict
     groups = [{"params": rest}, {"params": new, "lr": cfg.lr * cfg.condition_lr_scale}]
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.0)
     steps = max(1, cfg.oracle_budget // cfg.batch_size)
-    for step in range(steps):
+    done, _ = task.resume(cfg, opt)
+    for step in range(done, steps):
         y = torch.stack([torch.multinomial(p, cfg.batch_size, True, generator=rng)
                          for p in priors], 1)  # fmt: skip
         cut = cfg.grad_steps
@@ -142,6 +143,7 @@ def ctrl(task: FinetuneTask, cfg: CTRLConfig, condition: LabelCondition) -> dict
                 grad_norm=float(grad_norm),
                 label_accuracy=hits,
             )
+            task.checkpoint(step + 1, cfg, opt)
     gen.config = gen.config | {
         "condition": {
             "kind": "class",

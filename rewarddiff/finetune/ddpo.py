@@ -43,11 +43,11 @@ def ddpo(task: FinetuneTask, cfg: DDPOConfig, data: Tensor | None = None) -> Non
     """Fine-tune ``task.generator`` in place (``data`` is unused)."""
     gen, rng = task.generator, task.torch_generator
     if not hasattr(gen, "sample_trajectory"):
-        raise UserError("ddpo needs per-step log-probabilities (masked sequence generators)")
+        raise UserError("ddpo needs a generator with per-step log-probabilities")
     opt = torch.optim.AdamW(gen.net.parameters(), lr=cfg.lr, weight_decay=0.0)
-    for round_ in range(max(1, cfg.oracle_budget // cfg.batch_size)):
-        states, grid = gen.sample_trajectory(cfg.batch_size, rng)
-        x = states[-1].cpu()
+    done, _ = task.resume(cfg, opt)
+    for round_ in range(done, max(1, cfg.oracle_budget // cfg.batch_size)):
+        states, grid, x = gen.sample_trajectory(cfg.batch_size, rng)
         rewards = task.reward(x)
         adv = advantages(rewards).to(gen.device)
         steps = list(zip(states[:-1], states[1:], grid[:-1], grid[1:]))
@@ -83,3 +83,4 @@ def ddpo(task: FinetuneTask, cfg: DDPOConfig, data: Tensor | None = None) -> Non
             clip_fraction=float(np.mean(clipped)),
             grad_rel_var=grads.relative_variance(),
         )
+        task.checkpoint(round_ + 1, cfg, opt)

@@ -34,7 +34,8 @@ def draft(task: FinetuneTask, cfg: DraftConfig, data: Tensor | None = None) -> N
     gen, rng = task.generator, task.torch_generator
     opt = torch.optim.AdamW(gen.net.parameters(), lr=cfg.lr, weight_decay=0.0)
     steps = max(1, cfg.oracle_budget // cfg.batch_size)
-    for step in range(steps):
+    done, _ = task.resume(cfg, opt)
+    for step in range(done, steps):
         x, path_kl = gen.sample_differentiable(
             cfg.batch_size, cfg.grad_steps, task.reference, cfg.gumbel_tau, rng
         )
@@ -54,3 +55,4 @@ def draft(task: FinetuneTask, cfg: DraftConfig, data: Tensor | None = None) -> N
                 loss=loss.item(),
                 grad_norm=float(grad_norm),
             )
+            task.checkpoint(step + 1, cfg, opt)

@@ -37,6 +37,7 @@ class RCGDMConfig:
     sweep: list[float] = field(default_factory=lambda: [0.0, 1.0, 2.0, 3.0])
     sweep_samples: int = 128  # designs per target (evaluation only: not budget calls)
     grad_clip: float = 1.0
+    checkpoint_every: int = 200  # training steps between scratch checkpoints
     reward_network: dict = field(default_factory=dict)  # domain regressor settings
 
 
@@ -55,11 +56,12 @@ def fit_reward_model(
     return net.eval()
 
 
-def rcgdm(task: FinetuneTask, cfg: RCGDMConfig, data: Tensor | None = None) -> None:
-    """Train the value-conditioned ``task.generator`` in place on pseudo-labelled ``data``."""
-    if data is None or task.reward_network is None:
-        raise UserError("rcgdm needs the pretraining data and a reward network from the domain")
-    gen, rng = task.generator, task.torch_generator
+def pseudo_label(task: FinetuneTask, cfg: RCGDMConfig, data: Tensor) -> dict:
+    """Score a random labelled subset with the true oracle (the budget), fit the reward model
+    on it and pseudo-label the rest: the data order, the finite-reward mask of the subset,
+    standardised labels z_all (labelled first, then the pool), reward mean/std and the fit's
+    Pearson r on the labelled designs."""
+    rng = task.torch_generator
     order = torch.randperm(len(data), generator=rng)
     labelled, pool = data[order[: cfg.oracle_budget]], data[order[cfg.oracle_budget :]]
     rewards = task.reward(labelled)
@@ -73,11 +75,27 @@ def rcgdm(task: FinetuneTask, cfg: RCGDMConfig, data: Tensor | None = None) -> N
     # pseudo-labels ŷ = f̂(x) + ν·ε on the unlabelled pool; true labels on the labelled subset
     pseudo = predict_batched(regressor, pool).float()
     pseudo = pseudo + cfg.noise * torch.randn(len(pool), generator=rng)
-    x_all, z_all = torch.cat([labelled, pool]), torch.cat([z, pseudo])
     fit_r = float(np.corrcoef(predict_batched(regressor, labelled).numpy(), z.numpy())[0, 1])
+    return {"order": order, "finite": torch.as_tensor(finite), "z_all": torch.cat([z, pseudo]),
+            "rewards": torch.as_tensor(rewards), "mean": mean, "std": std, "fit_r": fit_r,
+            "losses": []}  # fmt: skip
+
+
+def rcgdm(task: FinetuneTask, cfg: RCGDMConfig, data: Tensor | None = None) -> None:
+    """Train the value-conditioned ``task.generator`` in place on pseudo-labelled ``data``."""
+    if data is None or task.reward_network is None:
+        raise UserError("rcgdm needs the pretraining data and a reward network from the domain")
+    gen, rng = task.generator, task.torch_generator
     opt = torch.optim.AdamW(gen.net.parameters(), lr=cfg.lr, weight_decay=0.0)
-    losses = []
-    for _ in range(cfg.steps):
+    done, state = task.resume(cfg, opt)
+    if not state:  # label the subset, fit the reward model, pseudo-label the pool
+        state = pseudo_label(task, cfg, data)
+        task.checkpoint(0, cfg, opt, **state)  # the labelled subset cost the whole budget
+    finite, z_all = state["finite"], state["z_all"]
+    labelled = data[state["order"][: cfg.oracle_budget]][finite]
+    x_all = torch.cat([labelled, data[state["order"][cfg.oracle_budget :]]])
+    losses = state["losses"]
+    for step in range(done, cfg.steps):
         idx = torch.randint(len(x_all), (cfg.batch_size,), generator=rng)
         # label dropout: NaN = "no value", which trains the unconditional model for CFG
         dropped = torch.rand(cfg.batch_size, generator=rng) < cfg.label_dropout
@@ -88,16 +106,19 @@ def rcgdm(task: FinetuneTask, cfg: RCGDMConfig, data: Tensor | None = None) -> N
         torch.nn.utils.clip_grad_norm_(gen.net.parameters(), cfg.grad_clip)
         opt.step()
         losses.append(loss.item())
+        if (step + 1) % cfg.checkpoint_every == 0:
+            task.checkpoint(step + 1, cfg, opt, **state)
+    rewards, mean, std = state["rewards"].numpy(), state["mean"], state["std"]
     task.record(
         0,
         labelled,
-        rewards[finite],
+        rewards[finite.numpy()],
         None,
         stage="labelled",
-        reward_fit_r=fit_r,
+        reward_fit_r=state["fit_r"],
         loss=float(np.mean(losses)),
         labelled=len(labelled),
-        pseudo_labelled=len(pool),
+        pseudo_labelled=len(x_all) - len(labelled),
     )
     # the extrapolation sweep: achieved reward vs target a (evaluation calls, outside the
     # budget), then the chosen target last (the report reads the path KL off the last row)

@@ -58,8 +58,12 @@ def rgdm(task: FinetuneTask, cfg: RGDMConfig, data: Tensor | None = None) -> Non
     # diffusion samples are much better from averaged weights (EDM, DDPM): optional EMA
     ema = EMA(gen.net, cfg.ema_decay) if cfg.ema_decay > 0 else None
     per_round = cfg.oracle_budget // cfg.rounds
-    buffer_x, buffer_r = [], []
-    for round_ in range(cfg.rounds):
+    done, state = task.resume(cfg, opt, buffer_x=[], buffer_r=[],
+                              ema=ema.model.state_dict() if ema else {})  # fmt: skip
+    buffer_x, buffer_r = state["buffer_x"], [r.numpy() for r in state["buffer_r"]]
+    if ema:
+        ema.model.load_state_dict(state["ema"])
+    for round_ in range(done, cfg.rounds):
         sampler = dataclasses.replace(gen, net=ema.model) if ema else gen  # current settings
         x, path_kl = sampler.sample(per_round, rng, task.reference)
         rewards = task.reward(x)
@@ -99,5 +103,8 @@ def rgdm(task: FinetuneTask, cfg: RGDMConfig, data: Tensor | None = None) -> Non
             loss=float(np.mean(losses)),
             grad_rel_var=grads.relative_variance(),
         )
+        task.checkpoint(round_ + 1, cfg, opt, buffer_x=buffer_x,
+                        buffer_r=[torch.as_tensor(r) for r in buffer_r],
+                        ema=ema.model.state_dict() if ema else {})  # fmt: skip
     if ema:  # the fine-tuned model is the averaged one
         gen.net.load_state_dict(ema.model.state_dict())

@@ -106,8 +106,11 @@ def seiko(task: FinetuneTask, cfg: SEIKOConfig, data: Tensor | None = None) -> N
         raise UserError("seiko needs a reward network from the domain and a differentiable sampler")
     gen, rng = task.generator, task.torch_generator
     opt = torch.optim.AdamW(gen.net.parameters(), lr=cfg.lr, weight_decay=0.0)
-    queried_x, queried_r = [], []
+    done, state = task.resume(cfg, opt, queried_x=[], queried_r=[])
+    queried_x, queried_r = state["queried_x"], [r.numpy() for r in state["queried_r"]]
     for round_, size in enumerate(round_sizes(cfg.oracle_budget, cfg.rounds)):
+        if round_ < done:
+            continue
         x, path_kl = gen.sample(size, rng, task.reference)
         rewards = task.reward(x)  # the true oracle: the only budgeted calls
         queried_x.append(x)
@@ -132,3 +135,5 @@ def seiko(task: FinetuneTask, cfg: SEIKOConfig, data: Tensor | None = None) -> N
             losses.append(loss.item())
         task.record(round_, x, rewards, path_kl, queried=len(all_r),
                     loss=float(np.mean(losses)))  # fmt: skip
+        task.checkpoint(round_ + 1, cfg, opt, queried_x=queried_x,
+                        queried_r=[torch.as_tensor(r) for r in queried_r])  # fmt: skip

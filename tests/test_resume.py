@@ -1,0 +1,111 @@
+"""Fine-tuning runs interrupted after a scratch checkpoint resume to the uninterrupted result."""
+
+import pytest
+import torch
+from test_ctrl import conditional, toy_condition
+from test_finetune import zero_fraction
+from test_rcgdm import value_conditioned
+from toys import L, ToyRegressor, V, toy_task
+
+from rewarddiff.finetune import (
+    CTRLConfig,
+    DDPOConfig,
+    DraftConfig,
+    RCGDMConfig,
+    RGDMConfig,
+    SEIKOConfig,
+    ctrl,
+    ddpo,
+    draft,
+    rcgdm,
+    rgdm,
+    seiko,
+)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def rgdm_run(task):
+    rgdm(task, RGDMConfig(oracle_budget=96, rounds=3, steps_per_round=4, batch_size=16,
+                          ema_decay=0.9))  # fmt: skip
+
+
+def draft_run(task):
+    task.reward.torch_fn = zero_fraction
+    draft(task, DraftConfig(oracle_budget=64, batch_size=16, grad_steps=4, log_every=1,
+                            kl_weight=0.1))  # fmt: skip
+
+
+def ddpo_run(task):
+    ddpo(task, DDPOConfig(oracle_budget=48, batch_size=16, ppo_epochs=1, kl_weight=0.1))
+
+
+def ctrl_run(task):
+    cfg = CTRLConfig(oracle_budget=48, batch_size=16, grad_steps=4, log_every=1, eval_per_label=4)
+    ctrl(conditional(task, 2), cfg, toy_condition())
+
+
+def seiko_run(task):
+    task.reward_network = ToyRegressor
+    seiko(task, SEIKOConfig(oracle_budget=112, rounds=3, reward_steps=10, steps_per_round=2,
+                            batch_size=16, grad_steps=4))  # fmt: skip
+
+
+def rcgdm_run(task):
+    data = torch.randint(V, (512, L), generator=torch.Generator().manual_seed(1))
+    rcgdm(value_conditioned(task), RCGDMConfig(oracle_budget=64, reward_steps=10, steps=30,
+                                               batch_size=16, checkpoint_every=10, sweep=[0.0],
+                                               sweep_samples=16), data)  # fmt: skip
+
+
+def finished(run, path, interrupt_after=None):
+    """Run a toy task to the end, or until its ``interrupt_after``-th checkpoint."""
+    task = toy_task()
+    task.checkpoint_path = path
+    if interrupt_after is not None:
+        save, saved = task.checkpoint, []
+
+        def checkpoint_then_stop(*args, **kwargs):
+            save(*args, **kwargs)
+            saved.append(1)
+            if len(saved) == interrupt_after:
+                raise Interrupted
+
+        task.checkpoint = checkpoint_then_stop
+    run(task)
+    return task
+
+
+def without_wall_time(rows):
+    return [{k: v for k, v in row.items() if k != "wall_s"} for row in rows]
+
+
+@pytest.mark.parametrize(
+    "run", [rgdm_run, draft_run, ddpo_run, ctrl_run, seiko_run, rcgdm_run], ids=lambda f: f.__name__
+)
+def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, run):
+    reference = finished(run, tmp_path / "reference.safetensors")
+    path = tmp_path / "checkpoint.safetensors"
+    with pytest.raises(Interrupted):
+        finished(run, path, interrupt_after=2)
+    assert path.exists()
+    resumed = finished(run, path)
+    assert resumed.reward.calls == reference.reward.calls
+    assert without_wall_time(resumed.rows) == without_wall_time(reference.rows)
+    want, got = reference.generator.net.state_dict(), resumed.generator.net.state_dict()
+    assert want.keys() == got.keys()
+    for name in want:
+        assert torch.equal(want[name], got[name]), name
+
+
+def test_checkpoint_of_other_settings_is_ignored(tmp_path, capsys):
+    path = tmp_path / "checkpoint.safetensors"
+    with pytest.raises(Interrupted):
+        finished(ddpo_run, path, interrupt_after=1)
+    task = toy_task()
+    task.checkpoint_path = path
+    ddpo(task, DDPOConfig(oracle_budget=32, batch_size=16, ppo_epochs=1, kl_weight=0.2))
+    assert "other settings; starting afresh" in capsys.readouterr().out
+    assert task.reward.calls == 32 and [r["round"] for r in task.rows] == [0, 1]

@@ -12,12 +12,14 @@ $(PY):
 	python3 -m venv $(VENV)
 
 # torch is installed first at the CPU build found on local disk; a bare `torch` requirement
-# would pull a multi-GB CUDA build. dnadiffusion pins old dependencies: only its data is used.
+# would pull a multi-GB CUDA build. dnadiffusion and modlamp pin old dependencies: only their
+# data files are read.
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test]'
 	$(PY) -m pip install -q --no-deps --pre dnadiffusion
+	$(PY) -m pip install -q --no-deps 'modlamp>=4.3.3'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -221,8 +221,9 @@ def reward_model_section(results_dir: Path, domains) -> str:
         if manifest.exists():
             m = json.loads(manifest.read_text())
             res = m.get("results", {})
-            if "valid_nats_per_base" in res:
-                elbo = f"{res['valid_nats_per_base']:.4f} nats/base"
+            per_position = res.get("valid_nats_per_position", res.get("valid_nats_per_base"))
+            if per_position is not None:  # sequences (older runs wrote nats_per_base)
+                elbo = f"{per_position:.4f} nats/position"
             else:
                 elbo = f"{res.get('valid_loglik_per_molecule', float('nan')):.1f} nats/molecule"
             lines.append(

@@ -62,13 +62,21 @@ def jaspar_motif(argument=None, **context):
     )
 
 
+def _dna(seqs: list[str], config: dict) -> torch.Tensor:
+    return encode(seqs)
+
+
 @lru_cache(maxsize=8)
 def load_classifier(path: str) -> RewardEnsemble:
     return RewardEnsemble.load(path, lambda c: SequenceClassifier(CNNConfig(**c["network"])))
 
 
-def _classifier_oracle(argument, reward_model, log_odds: bool):
-    kind = "celltype_logodds" if log_odds else "celltype_prob"
+def classifier_oracle(
+    domain: str, kind: str, argument, reward_model, log_odds: bool, encode_fn
+) -> FunctionOracle:
+    """P(class ``argument`` | x) (or its log-odds) from the classifier ensemble at
+    ``reward_model``; differentiable in relaxed one-hot input. ``encode_fn(seqs, config)``
+    turns strings into the tokens the classifier reads (``config``: the ensemble's)."""
     if reward_model is None:
         raise UserError(f"oracle {kind} needs a reward model (--reward-model PATH)")
     if not Path(reward_model).exists():
@@ -76,9 +84,7 @@ def _classifier_oracle(argument, reward_model, log_odds: bool):
     model = load_classifier(str(reward_model))
     classes = model.config["classes"]
     if argument not in classes:
-        raise UserError(
-            f"oracle {kind}: unknown cell type {argument!r} (known: {', '.join(classes)})"
-        )
+        raise UserError(f"oracle {kind}: unknown class {argument!r} (known: {', '.join(classes)})")
     k = classes.index(argument)
 
     def from_probs(p: torch.Tensor) -> torch.Tensor:
@@ -86,12 +92,12 @@ def _classifier_oracle(argument, reward_model, log_odds: bool):
         return (p.log() - torch.log1p(-p)) if log_odds else p
 
     def score(seqs):
-        mean, _ = model.predict(encode(list(seqs)))
+        mean, _ = model.predict(encode_fn(list(seqs), model.config))
         return from_probs(mean).numpy()
 
     info = OracleInfo(
         f"{kind}:{argument}",
-        DOMAIN,
+        domain,
         "maximize",
         "log-odds" if log_odds else "probability",
         "moderate",
@@ -115,7 +121,7 @@ def _classifier_oracle(argument, reward_model, log_odds: bool):
     ),
 )
 def celltype_prob(argument=None, reward_model=None, **context):
-    return _classifier_oracle(argument, reward_model, log_odds=False)
+    return classifier_oracle(DOMAIN, "celltype_prob", argument, reward_model, False, _dna)
 
 
 @register_oracle(
@@ -132,4 +138,4 @@ def celltype_prob(argument=None, reward_model=None, **context):
     ),
 )
 def celltype_logodds(argument=None, reward_model=None, **context):
-    return _classifier_oracle(argument, reward_model, log_odds=True)
+    return classifier_oracle(DOMAIN, "celltype_logodds", argument, reward_model, True, _dna)

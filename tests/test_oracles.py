@@ -106,5 +106,5 @@ def test_reward_ensemble_round_trip_and_celltype_oracles(tiny_classifier):
     prob = registry.make_oracle("dna", "celltype_prob:HepG2", reward_model=path)(seqs)
     logodds = registry.make_oracle("dna", "celltype_logodds:HepG2", reward_model=path)(seqs)
     assert np.allclose(logodds, np.log(prob / (1 - prob)), atol=1e-4)
-    with pytest.raises(UserError, match="unknown cell type 'liver'"):
+    with pytest.raises(UserError, match="unknown class 'liver'"):
         registry.make_oracle("dna", "celltype_prob:liver", reward_model=path)

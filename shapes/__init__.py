@@ -1,0 +1,1 @@
+"""Point-cloud shapes: procedural data, point diffusion, metrics and geometric rewards."""

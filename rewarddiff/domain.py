@@ -15,9 +15,14 @@ from rewarddiff import UserError
 
 ENTRY_POINT_GROUP = "rewarddiff.domains"
 # domain name -> module that registers it on import
-BUILTIN = {"dna": "seqgen.dna", "molecule": "molgen.domain"}
+BUILTIN = {
+    "dna": "seqgen.dna",
+    "protein": "seqgen.protein",
+    "molecule": "molgen.domain",
+    "shape": "shapes.domain",
+}
 # design file suffix per built-in domain, readable without importing the domain (Snakemake)
-BUILTIN_SUFFIX = {"dna": ".fasta", "molecule": ".sdf"}
+BUILTIN_SUFFIX = {"dna": ".fasta", "protein": ".fasta", "molecule": ".sdf", "shape": ".npz"}
 
 _DOMAINS: dict[str, Domain] = {}
 

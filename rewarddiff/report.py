@@ -224,6 +224,8 @@ def reward_model_section(results_dir: Path, domains) -> str:
             per_position = res.get("valid_nats_per_position", res.get("valid_nats_per_base"))
             if per_position is not None:  # sequences (older runs wrote nats_per_base)
                 elbo = f"{per_position:.4f} nats/position"
+            elif "valid_nats_per_point" in res:  # point clouds, normalised coordinates
+                elbo = f"{res['valid_nats_per_point']:.3f} nats/point"
             else:
                 elbo = f"{res.get('valid_loglik_per_molecule', float('nan')):.1f} nats/molecule"
             lines.append(

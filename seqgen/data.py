@@ -34,12 +34,15 @@ def decode(tokens: torch.Tensor, alphabet: str = DNA_ALPHABET) -> list[str]:
 
 
 def read_fasta(
-    path: str | Path, alphabet: str = DNA_ALPHABET, length: int | None = None
+    path: str | Path,
+    alphabet: str = DNA_ALPHABET,
+    length: int | None = None,
+    allow_empty: bool = False,
 ) -> tuple[list[str], list[str]]:
     """Read and validate a FASTA file → (ids, upper-case sequences).
 
-    Errors name the file, record and problem: invalid letters, empty records, wrong length,
-    duplicate ids, no records.
+    Errors name the file, record and problem: invalid letters, empty records (unless
+    ``allow_empty``: a generated peptide may be empty), wrong length, duplicate ids, no records.
     """
     from Bio import SeqIO
 
@@ -49,13 +52,14 @@ def read_fasta(
     allowed = set(alphabet)
     ids, seqs = [], []
     try:
-        records = list(SeqIO.parse(str(path), "fasta"))
+        with open(path) as handle:
+            records = list(SeqIO.parse(handle, "fasta"))
     except ValueError as err:
         raise UserError(f"{path}: not a FASTA file ({err})") from None
     for number, record in enumerate(records, 1):
         seq = str(record.seq).upper()
         where = f"{path}: record {number} ({record.id!r})"
-        if not seq:
+        if not seq and not allow_empty:
             raise UserError(f"{where}: empty sequence")
         bad = sorted(set(seq) - allowed)
         if bad:

@@ -11,11 +11,8 @@ import pandas as pd
 import torch
 
 from rewarddiff import UserError
-from rewarddiff.config import dataclass_from
 from rewarddiff.domain import BUILTIN_SUFFIX, register_domain
-from rewarddiff.finetune.ctrl import LabelCondition
-from rewarddiff.io import atomic_path, write_json
-from rewarddiff.oracles import learned
+from rewarddiff.io import atomic_path
 from seqgen import metrics, motifs
 from seqgen import oracles as _oracles  # noqa: F401  (registers the DNA oracles)
 from seqgen.data import (
@@ -29,7 +26,6 @@ from seqgen.data import (
     write_fasta,
 )
 from seqgen.domain import SequenceDomain
-from seqgen.model import CNNConfig, SequenceClassifier
 
 SPLITS = ("train", "valid", "test")
 
@@ -41,6 +37,7 @@ class DNADomain(SequenceDomain):
     alphabet: str = DNA_ALPHABET
     length: int = 200
     vocab_size: int = len(DNA_ALPHABET)
+    condition_name: str = "cell_type"
 
     # ----- data ----------------------------------------------------------------------------
     def prepare(self, params: dict, out_dir: Path) -> dict:
@@ -91,101 +88,9 @@ class DNADomain(SequenceDomain):
         labels = pd.read_csv(Path(data_dir) / "labels.tsv", sep="\t").set_index("id").loc[ids]
         return encode(seqs, self.alphabet), labels
 
-    # ----- reward models -------------------------------------------------------------------
-    def train_reward(
-        self, params: dict, data_dir: Path, out_dir: Path, copies: tuple[str, ...] = ("ft", "eval")
-    ) -> dict:
-        """Cell-type classifier ensembles on disjoint chromosome halves: ``ft`` trains on half 0
-        and steers, ``eval`` trains on half 1 and scores. Writes ``<copy>/model.safetensors``."""
-        x_tr, lab_tr = self.load_split(data_dir, "train")
-        x_va, lab_va = self.load_split(data_dir, "valid")
-        x_te, lab_te = self.load_split(data_dir, "test")
-        classes = sorted(lab_tr["label"].unique(), key=lambda c: (c not in CELL_TYPES, c))
-
-        def y(lab):
-            return torch.tensor([classes.index(c) for c in lab["label"]])
-
-        net_cfg = dataclass_from(CNNConfig, params.get("network"), "train_reward.network")
-        net_cfg.num_outputs = len(classes)
-        fit_cfg = dataclass_from(learned.FitConfig, params.get("fit"), "train_reward.fit")
-        results = {}
-        for copy in copies:
-            half = ("ft", "eval").index(copy)
-            rows = torch.as_tensor((lab_tr["half"] == half).values)
-            heads = []
-            for head in range(params.get("heads", 1)):
-                torch.manual_seed(params.get("seed", 0) + 100 * half + head)
-                gen = torch.Generator().manual_seed(params.get("seed", 0) + 100 * half + head)
-                net = SequenceClassifier(net_cfg)
-                learned.fit(
-                    net,
-                    x_tr[rows],
-                    y(lab_tr)[rows],
-                    x_va,
-                    y(lab_va),
-                    fit_cfg,
-                    gen,
-                    log=lambda m, c=copy: print(c, m, flush=True),
-                )
-                heads.append(net)
-            logits = torch.stack([learned.predict_batched(h, x_va) for h in heads]).mean(0)
-            temperature = learned.fit_temperature(logits, y(lab_va))
-            ensemble = learned.RewardEnsemble(heads, "classification", temperature)
-            probs, _ = ensemble.predict(x_te)
-            pred = probs.argmax(-1)
-            test = {
-                "accuracy": (pred == y(lab_te)).float().mean().item(),
-                "per_class_accuracy": {
-                    c: (pred[y(lab_te) == k] == k).float().mean().item()
-                    for k, c in enumerate(classes)
-                },
-                "n_train": int(rows.sum()),
-                "n_test": len(x_te),
-                "train_chromosomes": sorted(lab_tr.loc[rows.numpy(), "chr"].unique()),
-                "temperature": temperature,
-            }
-            ensemble.save(
-                Path(out_dir) / copy / "model.safetensors",
-                {"network": net_cfg.to_dict(), "classes": classes, "domain": self.name},
-            )
-            write_json(Path(out_dir) / copy / "metrics.json", test)
-            results[copy] = test
-        return results
-
-    def label_condition(
-        self,
-        objective: dict,
-        reward_model: Path,
-        data_dir: Path | None = None,
-        spec: dict | None = None,
-    ) -> LabelCondition:
-        """Cell type as a condition: p̂(y | x) from the calibrated classifier ensemble at
-        ``reward_model``; label frequencies from the training split; target = the objective's.
-        (``spec`` is unused: the classes come with the classifier.)"""
-        classifier = _oracles.load_classifier(str(reward_model))
-        classes = classifier.config["classes"]
-        frequencies = None
-        if data_dir is not None:
-            table = pd.read_csv(Path(data_dir) / "labels.tsv", sep="\t")
-            counts = table[table["split"] == "train"]["label"].value_counts()
-            frequencies = [[float(counts.get(c, 0)) for c in classes]]
-        target = objective.get("target")
-
-        def log_prob(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            probs = classifier.to(x.device)(x)  # relaxed one-hot (B, L, 4) → (B, classes)
-            return torch.log(probs.gather(1, y[:, :1]) + 1e-6)[:, 0]  # CTRL: log(p̂ + 1e-6)
-
-        def predict(tokens: torch.Tensor) -> torch.Tensor:
-            return classifier.predict(tokens.cpu())[0].argmax(-1, keepdim=True)
-
-        return LabelCondition(
-            ["cell_type"],
-            [classes],
-            log_prob,
-            predict,
-            frequencies,
-            [target] if target in classes else None,
-        )
+    def class_order(self, labels: pd.Series) -> list[str]:
+        """Classifier outputs: the four ENCODE cell types first, then any user labels."""
+        return sorted(labels.unique(), key=lambda c: (c not in CELL_TYPES, c))
 
     # ----- designs ------------------------------------------------------------------------
     def to_designs(self, tokens: torch.Tensor) -> list[str]:

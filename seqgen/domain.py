@@ -8,18 +8,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
+from scipy.stats import mannwhitneyu
 
 from rewarddiff.config import dataclass_from, resolve_device
 from rewarddiff.diffusion.masked import MaskedDiffusion
+from rewarddiff.finetune.ctrl import LabelCondition
 from rewarddiff.generator import MaskedSequenceGenerator, condition_network
-from rewarddiff.io import load_tensors, save_model
+from rewarddiff.io import load_tensors, save_model, write_json
+from rewarddiff.oracles import learned
 from rewarddiff.oracles.registry import make_oracles
 from rewarddiff.oracles.transforms import differentiable_objective, objective_function
 from rewarddiff.training import TrainConfig, train
 from seqgen import metrics
 from seqgen.data import write_fasta
 from seqgen.model import CNNConfig, SequenceClassifier, SequenceDenoiser
+from seqgen.oracles import load_classifier
 
 
 class SequenceDomain:
@@ -30,9 +35,120 @@ class SequenceDomain:
     name: str
     length: int
     vocab_size: int
+    condition_name: str  # what the classifier's classes are (``ctrl`` condition name)
+
+    # ----- reward models -------------------------------------------------------------------
+    def train_reward(
+        self, params: dict, data_dir: Path, out_dir: Path, copies: tuple[str, ...] = ("ft", "eval")
+    ) -> dict:
+        """Classifier ensembles over ``labels.tsv`` classes on disjoint halves of the training
+        split (column ``half``; DNA: chromosome halves): ``ft`` trains on half 0 and steers,
+        ``eval`` trains on half 1 and scores. Writes ``<copy>/model.safetensors`` and
+        ``<copy>/metrics.json`` (held-out accuracy; AUROC for two classes)."""
+        x_tr, lab_tr = self.load_split(data_dir, "train")
+        x_va, lab_va = self.load_split(data_dir, "valid")
+        x_te, lab_te = self.load_split(data_dir, "test")
+        classes = self.class_order(lab_tr["label"])
+
+        def y(lab):
+            return torch.tensor([classes.index(c) for c in lab["label"]])
+
+        net_cfg = dataclass_from(CNNConfig, params.get("network"), "train_reward.network")
+        net_cfg.vocab_size, net_cfg.num_outputs = self.vocab_size, len(classes)
+        fit_cfg = dataclass_from(learned.FitConfig, params.get("fit"), "train_reward.fit")
+        results = {}
+        for copy in copies:
+            half = ("ft", "eval").index(copy)
+            rows = torch.as_tensor((lab_tr["half"] == half).values)
+            heads = []
+            for head in range(params.get("heads", 1)):
+                torch.manual_seed(params.get("seed", 0) + 100 * half + head)
+                gen = torch.Generator().manual_seed(params.get("seed", 0) + 100 * half + head)
+                net = SequenceClassifier(net_cfg)
+                learned.fit(
+                    net,
+                    x_tr[rows],
+                    y(lab_tr)[rows],
+                    x_va,
+                    y(lab_va),
+                    fit_cfg,
+                    gen,
+                    log=lambda m, c=copy: print(c, m, flush=True),
+                )
+                heads.append(net)
+            logits = torch.stack([learned.predict_batched(h, x_va) for h in heads]).mean(0)
+            temperature = learned.fit_temperature(logits, y(lab_va))
+            ensemble = learned.RewardEnsemble(heads, "classification", temperature)
+            probs, _ = ensemble.predict(x_te)
+            pred = probs.argmax(-1)
+            test = {
+                "accuracy": (pred == y(lab_te)).float().mean().item(),
+                "per_class_accuracy": {
+                    c: (pred[y(lab_te) == k] == k).float().mean().item()
+                    for k, c in enumerate(classes)
+                },
+                "n_train": int(rows.sum()),
+                "n_test": len(x_te),
+                "temperature": temperature,
+            }
+            if len(classes) == 2:  # P(class 1) ranks the test set: Mann–Whitney AUROC
+                test["auroc"] = auroc(probs[:, 1].numpy(), y(lab_te).numpy())
+            if "chr" in lab_tr:
+                test["train_chromosomes"] = sorted(lab_tr.loc[rows.numpy(), "chr"].unique())
+            ensemble.save(
+                Path(out_dir) / copy / "model.safetensors",
+                {
+                    "network": net_cfg.to_dict(),
+                    "classes": classes,
+                    "domain": self.name,
+                    "length": int(x_tr.shape[1]),
+                },  # fmt: skip
+            )
+            write_json(Path(out_dir) / copy / "metrics.json", test)
+            results[copy] = test
+        return results
+
+    def label_condition(
+        self,
+        objective: dict,
+        reward_model: Path,
+        data_dir: Path | None = None,
+        spec: dict | None = None,
+    ) -> LabelCondition:
+        """The classifier's label (``condition_name``: cell type, AMP activity) as a condition:
+        p̂(y | x) from the calibrated classifier ensemble at ``reward_model``; label
+        frequencies from the training split; target = the objective's. (``spec`` is unused:
+        the classes come with the classifier.)"""
+        classifier = load_classifier(str(reward_model))
+        classes = classifier.config["classes"]
+        frequencies = None
+        if data_dir is not None:
+            table = pd.read_csv(Path(data_dir) / "labels.tsv", sep="\t")
+            counts = table[table["split"] == "train"]["label"].value_counts()
+            frequencies = [[float(counts.get(c, 0)) for c in classes]]
+        target = objective.get("target")
+
+        def log_prob(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            probs = classifier.to(x.device)(x)  # relaxed one-hot (B, L, V) → (B, classes)
+            return torch.log(probs.gather(1, y[:, :1]) + 1e-6)[:, 0]  # CTRL: log(p̂ + 1e-6)
+
+        def predict(tokens: torch.Tensor) -> torch.Tensor:
+            return classifier.predict(tokens.cpu())[0].argmax(-1, keepdim=True)
+
+        return LabelCondition(
+            [self.condition_name],
+            [classes],
+            log_prob,
+            predict,
+            frequencies,
+            [target] if target in classes else None,
+        )
 
     # ----- generator -----------------------------------------------------------------------
     def build_generator(self, params: dict) -> MaskedSequenceGenerator:
+        """Masked-diffusion generator over ``params["length"]`` positions (default
+        ``self.length``) with the dilated-CNN denoiser of ``params["network"]``."""
+        length = params.get("length", self.length)
         net_cfg = dataclass_from(CNNConfig, params.get("network"), "pretrain.network")
         net_cfg.vocab_size = self.vocab_size
         diffusion = MaskedDiffusion(
@@ -44,13 +160,13 @@ class SequenceDomain:
             "network": net_cfg.to_dict(),
             "label_dropout": diffusion.label_dropout,
             "sampling_steps": params.get("sampling_steps", 100),
-            "length": self.length,
+            "length": length,
             "domain": self.name,
         }
         return MaskedSequenceGenerator(
             diffusion,
             SequenceDenoiser(net_cfg),
-            self.length,
+            length,
             config["sampling_steps"],
             config=config,
         )
@@ -59,7 +175,7 @@ class SequenceDomain:
         self, params: dict, data_dir: Path, out_dir: Path, stop_at_step: int | None = None
     ) -> dict:
         x, _ = self.load_split(data_dir, "train")
-        gen = self.build_generator(params)
+        gen = self.build_generator(params | {"length": x.shape[1]})
         gen.net.to(resolve_device(params.get("device", "auto")))
         cfg = dataclass_from(TrainConfig, params.get("train"), "pretrain.train")
         # the masked loss draws from the global RNG, whose state the checkpoint saves
@@ -80,7 +196,7 @@ class SequenceDomain:
         ll = gen.log_likelihood(x_va[:512], generator=torch.Generator().manual_seed(0))
         return {
             "valid_loglik_per_seq": ll.mean().item(),
-            "valid_nats_per_position": -ll.mean().item() / self.length,
+            "valid_nats_per_position": -ll.mean().item() / gen.length,
         }
 
     def load_generator(self, checkpoint: Path, device: str = "cpu") -> MaskedSequenceGenerator:
@@ -90,6 +206,7 @@ class SequenceDomain:
                 "network": config["network"],
                 "label_dropout": config["label_dropout"],
                 "sampling_steps": config["sampling_steps"],
+                "length": config["length"],
             }
         )
         gen.net.load_state_dict(tensors)
@@ -108,6 +225,7 @@ class SequenceDomain:
                 "network": condition_network(gen.config["network"], num_labels),
                 "label_dropout": label_dropout,
                 "sampling_steps": gen.sampling_steps,
+                "length": gen.length,
             }
         )
         return gen.with_condition(new)
@@ -149,3 +267,11 @@ class SequenceDomain:
     def diversity(self, tokens: torch.Tensor) -> float:
         """Mean pairwise Hamming distance of token arrays (the per-round log's diversity)."""
         return metrics.mean_pairwise_hamming(tokens.numpy())
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` (n,) for binary ``labels`` (n,) in {0, 1}:
+    the Mann–Whitney U of the positives over n₊·n₋ (ties count one half)."""
+    positive, negative = scores[labels == 1], scores[labels == 0]
+    u = mannwhitneyu(positive, negative, alternative="two-sided").statistic
+    return float(u / (len(positive) * len(negative)))

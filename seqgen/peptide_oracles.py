@@ -23,7 +23,8 @@ from rewarddiff import UserError
 from rewarddiff.oracles.base import FunctionOracle, OracleInfo
 from rewarddiff.oracles.registry import register_oracle
 from rewarddiff.oracles.transforms import target_window
-from seqgen.peptides import AMINO_ACIDS
+from seqgen.oracles import classifier_oracle
+from seqgen.peptides import AMINO_ACIDS, encode
 
 DOMAIN = "protein"
 EISENBERG = gravy_scales["Eisenberg"]  # normalised consensus hydrophobicity (Eisenberg 1984)
@@ -292,3 +293,27 @@ def torch_window(values: torch.Tensor, window: Window) -> torch.Tensor:
     """The soft window score of :func:`window_scores` on a tensor (differentiable)."""
     gap = (window.low - values).clamp_min(0) + (values - window.high).clamp_min(0)
     return torch.exp(-0.5 * (gap / SOFTNESS[window.name]) ** 2)
+
+
+def _tokens(seqs: list[str], config: dict) -> torch.Tensor:
+    return encode(seqs, config["length"])
+
+
+@register_oracle(
+    DOMAIN,
+    "amp_prob",
+    OracleInfo("amp_prob[:amp]", DOMAIN, "maximize", "probability", "moderate", True,
+               "P(antimicrobial | peptide) from the AMP classifier ensemble"),  # fmt: skip
+)
+def amp_prob(argument=None, reward_model=None, **context):
+    return classifier_oracle(DOMAIN, "amp_prob", argument or "amp", reward_model, False, _tokens)
+
+
+@register_oracle(
+    DOMAIN,
+    "amp_logodds",
+    OracleInfo("amp_logodds[:amp]", DOMAIN, "maximize", "log-odds", "moderate", True,
+               "log P(AMP) − log(1 − P(AMP)) from the AMP classifier ensemble"),  # fmt: skip
+)
+def amp_logodds(argument=None, reward_model=None, **context):
+    return classifier_oracle(DOMAIN, "amp_logodds", argument or "amp", reward_model, True, _tokens)

@@ -193,7 +193,8 @@ def test_hydrophobic_moment_known_values():
 
 def test_unscorable_peptides_give_nan_without_failing_the_batch():
     batch = [MAGAININ_2, "", "KLXK", "klak", None]
-    for name in available("protein"):
+    learned = {"amp_prob", "amp_logodds"}  # need a reward model (covered by the pipeline test)
+    for name in set(available("protein")) - learned:
         values = _oracle(name, batch)
         assert np.isfinite(values[0]) and np.isnan(values[1:]).all(), name
 

@@ -46,9 +46,13 @@ def test_snakemake_end_to_end_tiny(tmp_path):
     report = tmp_path / "results/report"
     summary = pd.read_csv(report / "summary.csv")
     methods = summary.groupby("domain")["method"].apply(set).to_dict()
-    assert methods["dna"] == methods["molecule"] == set(METHODS) | {"pretrained"}  # every id
+    every = set(METHODS) | {"pretrained"}  # every method id
+    assert methods["dna"] == methods["molecule"] == methods["protein"] == every
+    assert methods["shape"] == every
     budgets = summary[summary["method"] != "pretrained"].groupby("domain")["oracle_calls"]
-    assert budgets.unique().to_dict() == {"dna": [32], "molecule": [16]}  # equal per campaign
+    # equal per campaign
+    assert budgets.unique().to_dict() == {"dna": [32], "molecule": [16], "protein": [32],
+                                          "shape": [16]}  # fmt: skip
     text = (report / "report.md").read_text()
     assert "| tiny | rgdm |" in text and "reward_eval_mean" in text
     assert "| tinymol | rgdm |" in text and "molecule_stability" in text
@@ -82,7 +86,7 @@ def test_snakemake_end_to_end_tiny(tmp_path):
     assert "<xtb:gap>" in (mol / "scored.sdf").read_text()  # every score as an SD property
     # fine-tuning scratch files are gone once the declared outputs exist
     campaigns = list((tmp_path / "results").glob("*/campaigns"))
-    assert len(campaigns) == 2
+    assert len(campaigns) == 4
     for scratch in ("checkpoint.safetensors", "train_log.partial.csv"):
         assert not [p for c in campaigns for p in c.rglob(scratch)]
     manifest = json.loads((tmp_path / "results/dna/pretrained/manifest.json").read_text())

@@ -83,18 +83,19 @@ def evaluate(net: nn.Module, x: Tensor, y: Tensor, task: str) -> dict:
 
 
 def fit_temperature(logits: Tensor, y: Tensor) -> float:
-    """Temperature scaling (Guo et al. 2017): T minimising held-out NLL of softmax(logits / T)."""
+    """Temperature scaling (Guo et al. 2017): T minimising held-out NLL of softmax(logits / T),
+    kept within [e⁻³, e³] (a degenerate validation set must not give T → 0 or ∞)."""
     log_t = torch.zeros((), requires_grad=True)
     opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=100)
 
     def closure():
         opt.zero_grad()
-        loss = F.cross_entropy(logits / log_t.exp(), y)
+        loss = F.cross_entropy(logits / log_t.clamp(-3, 3).exp(), y)
         loss.backward()
         return loss
 
     opt.step(closure)
-    return float(log_t.exp())
+    return float(log_t.detach().clamp(-3, 3).exp())
 
 
 class RewardEnsemble(nn.Module):

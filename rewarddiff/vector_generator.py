@@ -40,10 +40,14 @@ class GaussianVectorGenerator(NetworkGenerator):
     sample_batch: int = 256
     config: dict = field(default_factory=dict)  # rebuilds ``net`` (saved with the weights)
     num_labels: int = 0  # class labels 0..num_labels − 1; index num_labels = no label (CFG)
+    sampler: str = "ddpm"  # or "ddim" (deterministic, η = 0) for plain sampling
+
 
     def __post_init__(self):
         if self.diffusion.project is not None:
             raise ValueError("GaussianVectorGenerator needs a diffusion without projection")
+        if self.sampler not in ("ddpm", "ddim"):
+            raise ValueError(f"unknown sampler {self.sampler!r}; expected 'ddpm' or 'ddim'")
         self.shape = tuple(self.shape)
 
     @property
@@ -108,6 +112,12 @@ class GaussianVectorGenerator(NetworkGenerator):
                 else:
                     eps = self._eps(x, t, label, guidance)
                 noise = self._randn(x.shape, generator)  # zeroed by ddpm_step when s = 0
+                if self.sampler == "ddim" and reference is None and not grad_steps:
+                    # plain sampling only: the KL and gradient paths need the Gaussian steps
+                    x = d.ddim_step(x, t, s, eps, 0.0)
+                    if trajectory is not None:
+                        trajectory.append(x)
+                    continue
                 x_s, mean, var = d.ddpm_step(x, t, s, eps, noise=noise)
                 if reference is not None:  # the final step's KL uses its posterior variance
                     # p_pre (unconditional, frozen): its ε still depends on x_t, which the KL's

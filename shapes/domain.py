@@ -421,7 +421,8 @@ class ShapeDomain:
     # ----- generator -----------------------------------------------------------------------
     def build_generator(self, params: dict) -> GaussianVectorGenerator:
         """Gaussian DDPM over (``num_points``, 3) normalised point sets: polynomial schedule of
-        ``diffusion_steps``, ancestral sampling in ``sampling_steps``, a PointDenoiser of
+        ``diffusion_steps``, DDPM (ancestral) or DDIM (``sampler``) sampling in
+        ``sampling_steps``, a PointDenoiser of
         ``network``; ``normalization`` (the data's) becomes the domain's world frame."""
         net_cfg = dataclass_from(PointDenoiserConfig, params.get("network"), "pretrain.network")
         config = {
@@ -429,6 +430,7 @@ class ShapeDomain:
             "diffusion_steps": params.get("diffusion_steps", 1000),
             "sampling_steps": params.get("sampling_steps", 100),
             "sample_batch": params.get("sample_batch", 64),
+            "sampler": params.get("sampler", "ddpm"),
             "num_points": params["num_points"],
             "normalization": params["normalization"],
             "domain": self.name,
@@ -442,6 +444,7 @@ class ShapeDomain:
             config["sample_batch"],
             config,
             net_cfg.num_labels,
+            config["sampler"],
         )
 
     def pretrain(

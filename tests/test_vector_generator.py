@@ -217,3 +217,17 @@ def test_draft_runs_on_a_gaussian_generator(normal_1d):
     after = task.generator.sample(1000, seeded(9))[0].mean().item()
     assert after > before + 1.0, (before, after)
     assert task.rows[-1]["path_kl"] > 0
+
+
+def test_ddim_sampler_keeps_the_fit(normal_1d):
+    """DDIM (η = 0): no path KL, reproducible for a seed, and the fitted N(0, 1) survives
+    sampling in 20 deterministic steps."""
+    ddim = dataclasses.replace(normal_1d, sampler="ddim", sampling_steps=20)
+    x, kl = ddim.sample(4096, seeded(0))
+    assert kl is None and torch.isfinite(x).all()
+    assert x.mean().item() == pytest.approx(0.0, abs=0.1)
+    assert x.std().item() == pytest.approx(1.0, abs=0.1)
+    first, _ = ddim.sample(8, seeded(1))
+    torch.testing.assert_close(ddim.sample(8, seeded(1))[0], first)
+    with pytest.raises(ValueError, match="unknown sampler"):
+        dataclasses.replace(normal_1d, sampler="euler")

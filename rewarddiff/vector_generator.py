@@ -42,7 +42,6 @@ class GaussianVectorGenerator(NetworkGenerator):
     num_labels: int = 0  # class labels 0..num_labels − 1; index num_labels = no label (CFG)
     sampler: str = "ddpm"  # or "ddim" (deterministic, η = 0) for plain sampling
 
-
     def __post_init__(self):
         if self.diffusion.project is not None:
             raise ValueError("GaussianVectorGenerator needs a diffusion without projection")

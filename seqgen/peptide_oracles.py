@@ -302,8 +302,15 @@ def _tokens(seqs: list[str], config: dict) -> torch.Tensor:
 @register_oracle(
     DOMAIN,
     "amp_prob",
-    OracleInfo("amp_prob[:amp]", DOMAIN, "maximize", "probability", "moderate", True,
-               "P(antimicrobial | peptide) from the AMP classifier ensemble"),  # fmt: skip
+    OracleInfo(
+        "amp_prob[:amp]",
+        DOMAIN,
+        "maximize",
+        "probability",
+        "moderate",
+        True,
+        "P(antimicrobial | peptide) from the AMP classifier ensemble",
+    ),  # fmt: skip
 )
 def amp_prob(argument=None, reward_model=None, **context):
     return classifier_oracle(DOMAIN, "amp_prob", argument or "amp", reward_model, False, _tokens)
@@ -312,8 +319,15 @@ def amp_prob(argument=None, reward_model=None, **context):
 @register_oracle(
     DOMAIN,
     "amp_logodds",
-    OracleInfo("amp_logodds[:amp]", DOMAIN, "maximize", "log-odds", "moderate", True,
-               "log P(AMP) − log(1 − P(AMP)) from the AMP classifier ensemble"),  # fmt: skip
+    OracleInfo(
+        "amp_logodds[:amp]",
+        DOMAIN,
+        "maximize",
+        "log-odds",
+        "moderate",
+        True,
+        "log P(AMP) − log(1 − P(AMP)) from the AMP classifier ensemble",
+    ),  # fmt: skip
 )
 def amp_logodds(argument=None, reward_model=None, **context):
     return classifier_oracle(DOMAIN, "amp_logodds", argument or "amp", reward_model, True, _tokens)

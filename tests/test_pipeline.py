@@ -40,7 +40,7 @@ def test_snakemake_end_to_end_tiny(tmp_path):
         capture_output=True,
         text=True,
         env=env,
-        timeout=900,
+        timeout=1800,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = tmp_path / "results/report"

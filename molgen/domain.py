@@ -308,6 +308,11 @@ class MoleculeDomain:
     def diversity(self, x: torch.Tensor) -> float:
         return metrics.tanimoto_diversity(self.to_designs(x))
 
+    def quality(self, x: torch.Tensor) -> dict:
+        """EDM atom/molecule stability and RDKit validity of generator outputs (round logs)."""
+        edm = metrics.edm_metrics(self.to_designs(x))
+        return {k: edm[k] for k in ("atom_stability", "molecule_stability", "validity")}
+
     def render_designs(self, runs: list[tuple[str, Path]], path: Path, per_run: int = 6) -> None:
         """PNG grid of 2D depictions: one row per (label, run directory) with its ``per_run``
         best valid designs by ``reward_eval`` (from ``designs.sdf`` + ``scores.csv``)."""

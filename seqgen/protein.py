@@ -136,9 +136,10 @@ class ProteinDomain(SequenceDomain):
             "mean_length": float(np.mean([len(s) for s in designs])),
         }
         if nonempty:
-            novelty = peptide_metrics.novelty(
-                nonempty, train[: params.get("novelty_reference", 1000)]
-            )
+            # novelty against a seeded random subset of train (the file is ordered by label)
+            n_ref = min(len(train), params.get("novelty_reference", 1000))
+            pick = np.sort(np.random.default_rng(0).choice(len(train), n_ref, replace=False))
+            novelty = peptide_metrics.novelty(nonempty, [train[i] for i in pick])
             out |= {
                 **peptide_metrics.window_satisfaction(nonempty, windows),
                 "composition_jsd": peptide_metrics.composition_jsd(nonempty, real),

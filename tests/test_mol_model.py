@@ -182,3 +182,15 @@ def test_trajectory_is_the_sample_with_transition_densities(generator):
     assert ((-log_p - entropy).abs() < 4 * (dims / 2).sqrt()).all(), (log_p, entropy)
     final = generator.step_log_prob(states[-2], states[-1], grid[-2], 0)
     assert final.requires_grad and torch.equal(final.detach(), torch.zeros(4))
+
+
+def test_round_quality_reports_edm_fractions(generator, molecules):
+    """The per-round quality log of the molecule domain: EDM stability and validity of
+    generator outputs (dense tensors) — QM9 molecules score as the data row does."""
+    from molgen.domain import MOLECULE
+
+    real = MOLECULE.quality(molecules)
+    assert set(real) == {"atom_stability", "molecule_stability", "validity"}
+    assert real["atom_stability"] > 0.95 and real["validity"] == 1.0
+    x, _ = generator.sample(4, torch.Generator().manual_seed(0))
+    assert all(0.0 <= v <= 1.0 for v in MOLECULE.quality(x).values())

@@ -19,11 +19,13 @@ from toys import conditional_mlp, fit_normal_1d, seeded
 from rewarddiff.finetune import (
     CountingReward,
     CTRLConfig,
+    DDPOConfig,
     DraftConfig,
     FinetuneTask,
     GuidanceConfig,
     LabelCondition,
     ctrl,
+    ddpo,
     draft,
     guidance,
 )
@@ -100,3 +102,22 @@ def test_ctrl_conditional_designs_match_the_tilted_targets(pretrained):
         x, _ = task.generator.sample(8000, seeded(3), label=torch.full((8000,), label))
         assert x.mean().item() == pytest.approx(target, abs=0.07), (label, target)
     assert evaluation["side"]["accuracy"] > 0.7
+
+
+def test_ddpo_with_kl_hovers_around_the_tilted_gaussian(pretrained):
+    """PPO with the KL in the return (R = r − α·log p_θ/p_pre of the path) is an unbiased
+    policy gradient of E[r] − α·KL, so its iterates fluctuate (constant learning rate) around
+    the tilted optimum: averaged over the later rounds, the designs' mean is m + v/α and the
+    path KL v/(2α²)."""
+    gen, m, v = pretrained
+    alpha = 1.0
+    task = linear_task(gen)
+    ddpo(task, DDPOConfig(oracle_budget=256 * 400, batch_size=256, ppo_epochs=1,
+                          kl_weight=alpha, lr=3e-3))  # fmt: skip
+    late = [r for r in task.rows[150:] if r.get("stage") != "final"]
+    assert np.mean([r["reward_mean"] for r in late]) == pytest.approx(m + v / alpha, abs=0.1)
+    assert np.mean([r["path_kl"] for r in late]) == pytest.approx(v / (2 * alpha**2), abs=0.1)
+    # without the KL the same steps run far past the optimum
+    free = linear_task(gen)
+    ddpo(free, DDPOConfig(oracle_budget=256 * 150, batch_size=256, ppo_epochs=1, lr=3e-3))
+    assert free.rows[-2]["reward_mean"] > m + 2 * v / alpha

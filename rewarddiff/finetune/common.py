@@ -20,6 +20,8 @@ from rewarddiff.generator import MaskedSequenceGenerator
 from rewarddiff.io import atomic_path, flatten_state, load_tensors, save_tensors, unflatten_state
 from rewarddiff.oracles.base import summarize_scores
 
+FINAL_SAMPLES = 64  # designs drawn from a finished model for its final log row
+
 
 def direction_sign(direction: str | None) -> float:
     """Methods always maximise: a ``minimize`` objective is steered as its negative."""
@@ -63,6 +65,9 @@ class FinetuneTask:
     reward_network: Callable[[], torch.nn.Module] | None = None
     # scratch checkpoint written by :meth:`checkpoint`; None = no mid-run checkpoints
     checkpoint_path: Path | None = None
+    # the domain's sample-quality figures of designs (e.g. validity) → {name: value}, logged
+    # in every row beside the reward (the rcgdm sweep's quality-vs-target trade-off)
+    quality: Callable[[Tensor], dict] | None = None
     rows: list[dict] = field(default_factory=list)
     torch_generator: torch.Generator = field(init=False)
     started: float = field(init=False, default_factory=time.time)
@@ -88,6 +93,7 @@ class FinetuneTask:
             ),
             "path_kl": float(path_kl.mean()) if path_kl is not None else 0.0,
             "diversity": float(self.diversity(x)),
+            **(self.quality(x) if self.quality is not None else {}),
             **extra,
             "wall_s": round(time.time() - self.started, 2),
         }
@@ -101,6 +107,16 @@ class FinetuneTask:
             flush=True,
         )
         return row
+
+    def record_final(self, n: int = FINAL_SAMPLES) -> dict:
+        """Log the finished model: ``n`` fresh designs, their path KL to p_pre and their reward
+        (for the log only: not budget calls). Round-based methods log each round's samples
+        before that round's update; this row is what the report reads as the final distance."""
+        last = self.rows[-1]["round"] if self.rows else -1
+        with torch.no_grad():
+            x, path_kl = self.generator.sample(n, self.torch_generator, self.reference)
+            rewards = self.reward.sign * np.asarray(self.reward.fn(x), dtype=np.float64)
+        return self.record(last + 1, x, rewards, path_kl, stage="final")
 
     def checkpoint(self, done: int, cfg, opt: torch.optim.Optimizer, **state) -> None:
         """Save the run after ``done`` rounds (or steps) of the method configured by ``cfg``:

@@ -1,9 +1,13 @@
 """ddpo: policy gradient over the denoising chain (DDPO, Black et al. 2023; DPOK, Fan et al. 2023).
 
 Each round samples ``batch_size`` trajectories, scores the final designs (the oracle need not
-be differentiable), standardises the rewards into advantages and takes PPO steps on the
+be differentiable), standardises the returns into advantages and takes PPO steps on the
 per-transition log-probabilities: maximise min(ρ·A, clip(ρ, 1 ± ε)·A) with
-ρ = p_θ(x_s | x_t) / p_old(x_s | x_t), plus an optional per-step KL to p_pre (DPOK).
+ρ = p_θ(x_s | x_t) / p_old(x_s | x_t). With ``kl_weight`` α > 0 the return is
+R = r(x_0) − α·log(p_θ(τ) / p_pre(τ)) of the sampled trajectory τ (KL as a reward, as in
+RLHF): its expectation is E[r] − α·KL(p_θ ‖ p_pre) over paths and the score-function gradient
+of it is unbiased, so the fixed point is the tilted target p_pre·exp(r/α); standardising R
+only rescales the step.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ class DDPOConfig:
     batch_size: int = 64  # trajectories per round
     ppo_epochs: int = 2  # passes over each round's transitions
     clip: float = 0.2  # ε of the clipped ratio
-    kl_weight: float = 0.0  # per-step KL to the pretrained model (0 = DDPO, > 0 = DPOK)
+    kl_weight: float = 0.0  # α: KL to the pretrained model in the return (0 = DDPO, > 0 = DPOK)
     lr: float = 1e-4
     grad_clip: float = 1.0
 
@@ -49,11 +53,18 @@ def ddpo(task: FinetuneTask, cfg: DDPOConfig, data: Tensor | None = None) -> Non
     for round_ in range(done, max(1, cfg.oracle_budget // cfg.batch_size)):
         states, grid, x = gen.sample_trajectory(cfg.batch_size, rng)
         rewards = task.reward(x)
-        adv = advantages(rewards).to(gen.device)
         steps = list(zip(states[:-1], states[1:], grid[:-1], grid[1:]))
         with torch.no_grad():  # the sampling policy: its log-probs and its path KL to p_pre
             old = [gen.step_log_prob(xt, xs, t, s) for xt, xs, t, s in steps]
             path_kl = sum(gen.step_kl(xt, t, s, task.reference) for xt, _, t, s in steps).cpu()
+            returns = rewards
+            if cfg.kl_weight > 0:  # R = r − α·log p_θ(τ)/p_pre(τ)
+                log_ratio = sum(
+                    o - task.reference.step_log_prob(xt, xs, t, s)
+                    for o, (xt, xs, t, s) in zip(old, steps)
+                )
+                returns = rewards - cfg.kl_weight * log_ratio.cpu().double().numpy()
+        adv = advantages(returns).to(gen.device)
         gen.net.train()
         clipped, losses, grads = [], [], GradientStats()
         for _ in range(cfg.ppo_epochs):
@@ -65,8 +76,6 @@ def ddpo(task: FinetuneTask, cfg: DDPOConfig, data: Tensor | None = None) -> Non
                     ratio * adv, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * adv
                 )
                 loss = -surrogate.mean()
-                if cfg.kl_weight > 0:
-                    loss = loss + cfg.kl_weight * gen.step_kl(xt, t, s, task.reference).mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 grads.add(gen.net.parameters())
@@ -84,3 +93,4 @@ def ddpo(task: FinetuneTask, cfg: DDPOConfig, data: Tensor | None = None) -> Non
             grad_rel_var=grads.relative_variance(),
         )
         task.checkpoint(round_ + 1, cfg, opt)
+    task.record_final()

@@ -108,3 +108,4 @@ def rgdm(task: FinetuneTask, cfg: RGDMConfig, data: Tensor | None = None) -> Non
                         ema=ema.model.state_dict() if ema else {})  # fmt: skip
     if ema:  # the fine-tuned model is the averaged one
         gen.net.load_state_dict(ema.model.state_dict())
+    task.record_final()

@@ -137,3 +137,4 @@ def seiko(task: FinetuneTask, cfg: SEIKOConfig, data: Tensor | None = None) -> N
                     loss=float(np.mean(losses)))  # fmt: skip
         task.checkpoint(round_ + 1, cfg, opt, queried_x=queried_x,
                         queried_r=[torch.as_tensor(r) for r in queried_r])  # fmt: skip
+    task.record_final()

@@ -93,7 +93,8 @@ def finetune(
     # outputs (model, train_log.csv) appear only when the run has finished
     partial_log, checkpoint = out_dir / "train_log.partial.csv", out_dir / "checkpoint.safetensors"
     task = FinetuneTask(generator, reference, reward, dom.diversity, seed, partial_log,
-                        checkpoint_path=checkpoint, quality=getattr(dom, "quality", None))  # fmt: skip
+                        checkpoint_path=checkpoint,
+                        quality=getattr(dom, "quality", None))  # fmt: skip
     run, config_cls = METHODS[method]
     cfg = dataclass_from(config_cls, params, f"finetune.{method}")
     if hasattr(cfg, "reward_network"):  # methods that fit their own reward model

@@ -28,8 +28,8 @@ demo: $(STAMP)
 	$(VENV)/bin/snakemake --snakefile Snakefile --configfile config/demo/config.yaml \
 		--profile workflow/profiles/default --cores $(CORES)
 	$(VENV)/bin/snakemake --snakefile Snakefile --configfile config/demo/config.yaml \
-		--cores 1 --report results/report/report.html
-	@echo "Report: $(CURDIR)/results/report/report.md (tables, plots and report.html beside it)"
+		--cores 1 --report results/report.html
+	@echo "Report: $(CURDIR)/results/report/summary.md (tables, CSVs and plots/ beside it; HTML: results/report.html)"
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q

@@ -28,4 +28,4 @@ include: "workflow/rules/report.smk"
 
 rule all:
     input:
-        f"{RESULTS}/report/report.md",
+        f"{RESULTS}/report/summary.md",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -35,6 +36,13 @@ from rewarddiff.training import TrainConfig, train
 class MoleculeDomain:
     name: str = "molecule"
     design_suffix: str = BUILTIN_SUFFIX["molecule"]
+    # report columns beyond the generic ones: statistic → better direction
+    report_columns: ClassVar[dict[str, str]] = {
+        "atom_stability": "↑",
+        "molecule_stability": "↑",
+        "strict_validity": "↑",
+        "geometry_ok": "↑",
+    }
 
     # ----- data ----------------------------------------------------------------------------
     def prepare(self, params: dict, out_dir: Path) -> dict:

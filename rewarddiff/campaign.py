@@ -37,7 +37,8 @@ def train_reward(
     manifest = Manifest("train_reward", {"data_dir": str(data_dir)}, params, params.get("seed"))
     torch.manual_seed(params.get("seed", 0))
     results = get_domain(domain).train_reward(params, Path(data_dir), Path(out_dir), copies)
-    manifest.write(Path(out_dir) / f"manifest_{'_'.join(copies)}.json", held_out=results)
+    for copy in copies:
+        manifest.write(Path(out_dir) / copy / "manifest.json", copy=copy, held_out=results[copy])
     return results
 
 
@@ -143,8 +144,13 @@ def sample(
         tokens, _ = gen.sample(n, torch.Generator().manual_seed(seed))
         designs = dom.to_designs(tokens)
     dom.write_designs(out, designs, {})
+    # a baseline directory (designs of a model made elsewhere) has no fine-tuning manifest:
+    # the sampling record is its manifest.json
+    out = Path(out)
+    made_here = Path(model).parent.resolve() == out.parent.resolve()
+    path = out.with_suffix(".manifest.json") if made_here else out.parent / "manifest.json"
     Manifest("sample", {"model": str(model), "selected": str(selected)}, {"n": n}, seed).write(
-        Path(out).with_suffix(".manifest.json"), sampling_wall_s=round(time.time() - t0, 2)
+        path, sampling_wall_s=round(time.time() - t0, 2)
     )
 
 
@@ -169,6 +175,11 @@ def score(
     With the ``model`` that made the designs and a label condition in it (``ctrl``), the
     metrics add per-label accuracy and macro-F1 of the evaluation classifier."""
     dom = get_domain(domain)
+    inputs = {"designs": designs_path, "reward_model": reward_model, "model": model,
+              "ft_reward_model": ft_reward_model, "pretrained": pretrained}  # fmt: skip
+    params = {"oracles": oracles, "objective": objective, "metrics": metrics_params}
+    inputs = {k: str(v) for k, v in inputs.items() if v is not None}
+    manifest = Manifest("score", inputs, params, (metrics_params or {}).get("seed"))
     designs = dom.read_designs(designs_path)
     columns = dom.score(designs, oracles, reward_model)
     table = pd.DataFrame({"design": dom.design_labels(designs)} | columns)
@@ -193,6 +204,7 @@ def score(
             for key in ("mean", "top10", "failed"):
                 result[f"{col}_{key}"] = stats[key]
         write_json(metrics_out, result)
+    manifest.write(Path(out).with_suffix(".manifest.json"), designs_scored=len(designs))
     return table
 
 

@@ -58,11 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = stage("finetune", "steer a pretrained model toward an objective", None)
     from rewarddiff.finetune import DESCRIPTIONS
 
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = "methods:\n" + "\n".join(f"  {m:10s} {d}" for m, d in DESCRIPTIONS.items())
     p.add_argument(
-        "--method",
-        required=True,
-        choices=list(DESCRIPTIONS),
-        help="; ".join(f"{m}: {d}" for m, d in DESCRIPTIONS.items()),
+        "--method", required=True, choices=list(DESCRIPTIONS), help="steering method (below)"
     )
     p.add_argument("--params", type=_json, default={}, help="method parameters as JSON")
     p.add_argument(
@@ -111,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out-dir", type=Path, required=True)
 
+    p = sub.add_parser("campaign", help="check a campaign sheet and list the jobs it expands to")
+    p.add_argument("action", choices=["plan"], help="plan: validate the sheet, print the jobs")
+    p.add_argument("sheet", type=Path, help="campaigns.tsv")
+    p.add_argument(
+        "--config", type=Path, default=Path("config/config.yaml"), help="pipeline config YAML"
+    )
+
     p = sub.add_parser("oracles", help="list registered oracles of a domain")
     p.add_argument("--domain", required=True)
     return parser
@@ -124,7 +130,7 @@ def run(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     if getattr(args, "section", None):
         args.params = stage_params(args.config, args.domain, args.section, args.params)
-    if args.command != "report":
+    if args.command not in ("report", "campaign"):
         get_domain(args.domain)  # fail early on an unknown domain
     match args.command:
         case "prepare":
@@ -182,6 +188,16 @@ def run(args: argparse.Namespace) -> None:
             from rewarddiff.report import build_report
 
             print(f"report: {build_report(args.results_dir, args.metrics, args.out_dir)}")
+        case "campaign":
+            from rewarddiff.config import load_config
+            from rewarddiff.sheet import plan, read_sheet
+
+            config = load_config(args.config)
+            sheet = read_sheet(args.sheet, config.get("objectives", {}))
+            jobs = plan(sheet, config.get("results_dir", "results"))
+            counts = ", ".join(f"{n} {stage}" for stage, n in jobs["stage"].value_counts().items())
+            print(f"{args.sheet}: {len(sheet)} enabled rows, {len(jobs)} jobs ({counts})")
+            print(jobs.to_string(index=False))
         case "oracles":
             from rewarddiff.oracles.registry import available
 

@@ -32,15 +32,19 @@ def dataclass_from(cls, params: dict | None, where: str):
     return cls(**params)
 
 
-def validate(data: dict, schema_name: str, source: str) -> dict:
-    """Validate ``data`` against ``workflow/schemas/<schema_name>`` (filling defaults)."""
-    import jsonschema
-
+def load_schema(schema_name: str) -> dict:
+    """The JSON schema ``workflow/schemas/<schema_name>`` (YAML)."""
     schema_path = SCHEMA_DIR / schema_name
     if not schema_path.exists():
         raise UserError(f"{schema_path}: schema not found (is the package installed editable?)")
-    schema = yaml.safe_load(schema_path.read_text())
-    validator = jsonschema.Draft202012Validator(schema)
+    return yaml.safe_load(schema_path.read_text())
+
+
+def validate(data: dict, schema_name: str, source: str) -> dict:
+    """Validate ``data`` against ``workflow/schemas/<schema_name>``."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(load_schema(schema_name))
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -139,18 +140,34 @@ def package_versions(names=("torch", "numpy", "snakemake", "biopython", "rdkit")
     return versions
 
 
+def config_hash(obj) -> str:
+    """Short SHA-256 of ``obj`` as canonical JSON: equal settings, equal hash."""
+    text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def compute_device() -> str:
+    """What torch computes on here: ``cuda (<GPU name>)`` or ``cpu``."""
+    if torch.cuda.is_available():
+        return f"cuda ({torch.cuda.get_device_name(0)})"
+    return "cpu"
+
+
 class Manifest:
-    """``manifest.json`` for a stage: inputs, params, versions, git commit, seed, wall time."""
+    """``manifest.json`` for a stage: inputs, params and their hash, versions, git commit,
+    seed, host, device, wall time."""
 
     def __init__(self, stage: str, inputs: dict, params: dict, seed: int | None = None):
         self.record = {
             "stage": stage,
             "inputs": inputs,
             "params": params,
+            "config_hash": config_hash({"stage": stage, "params": params}),
             "seed": seed,
             "versions": package_versions(),
             "git_commit": git_commit(),
             "host": platform.node(),
+            "device": compute_device(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         self._t0 = time.time()

@@ -13,10 +13,11 @@ import pandas as pd  # noqa: E402
 
 from rewarddiff import UserError  # noqa: E402
 from rewarddiff.domain import get_domain  # noqa: E402
-from rewarddiff.io import atomic_path, write_text  # noqa: E402
+from rewarddiff.io import Manifest, atomic_path, write_text  # noqa: E402
 
-# columns of the method table, in order, with the direction that is better
-TABLE_COLUMNS = {
+# columns of every method table, in order, with the direction that is better; each domain
+# adds its own (``Domain.report_columns``) after these, then the evaluation oracles' means
+REWARD_COLUMNS = {
     "reward_eval_mean": "↑",
     "reward_eval_top10": "↑",
     "reward_ft_mean": "↑",
@@ -26,20 +27,16 @@ TABLE_COLUMNS = {
     "label_macro_f1": "↑",
     "loglik_pretrained": "↑",
     "path_kl": "↓",
-    "kmer3_pearson": "↑",
-    "jaspar_pearson": "↑",
-    "atom_stability": "↑",
-    "molecule_stability": "↑",
+}
+QUALITY_COLUMNS = {
     "validity": "↑",
     "uniqueness": "↑",
     "novelty": "↑",
-    "strict_validity": "↑",
-    "geometry_ok": "↑",
     "diversity": "↑",
     "memorisation": "↓",
-    "oracle_calls": "",
-    "finetune_wall_s": "",
 }
+BUDGET_COLUMNS = {"oracle_calls": "", "finetune_wall_s": ""}
+BEST_PER_CAMPAIGN = 3  # designs per campaign in the summary's best-designs table
 
 
 def parse_run(path: Path) -> dict:
@@ -71,24 +68,34 @@ def load_runs(metrics_paths: list[Path]) -> pd.DataFrame:
             row["path_kl"] = float(rounds["path_kl"].iloc[-1])
         else:
             row["oracle_calls"], row["path_kl"] = 0, 0.0  # the pretrained model itself
-        if manifest.exists():
-            row["finetune_wall_s"] = json.loads(manifest.read_text())["wall_time_s"]
+        if manifest.exists():  # fine-tuned runs: the fine-tuning stage's record
+            record = json.loads(manifest.read_text())
+            if record.get("stage") == "finetune":
+                row["finetune_wall_s"] = record["wall_time_s"]
+                row["device"] = record.get("device")
+                row["direction"] = record["params"].get("objective", {}).get("direction")
         rows.append(row | {"run_dir": str(Path(path).parent)})
     return pd.DataFrame(rows)
 
 
 def table_columns(runs: pd.DataFrame) -> dict[str, str]:
-    """The fixed columns present, then the evaluation oracles' means (``<oracle>_mean``)."""
-    cols = {c: d for c, d in TABLE_COLUMNS.items() if c in runs}
+    """The generic reward and distance columns, the domains' own, the generic quality and
+    budget columns — those present — then the evaluation oracles' means."""
+    domain_columns = {}
+    for domain in runs["domain"].unique():
+        domain_columns |= getattr(get_domain(domain), "report_columns", {})
+    fixed = REWARD_COLUMNS | domain_columns | QUALITY_COLUMNS
+    cols = {c: d for c, d in fixed.items() if c in runs}
     oracle_means = [c for c in runs if c.endswith("_mean") and not c.startswith("reward_")]
-    return cols | {c: "" for c in sorted(oracle_means)}
+    cols |= {c: "" for c in sorted(oracle_means) if c not in cols}
+    return cols | {c: d for c, d in BUDGET_COLUMNS.items() if c in runs}
 
 
 def method_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std over seeds per (domain, campaign, method); pretrained first."""
+    """Mean and sample std (over seeds) per (domain, campaign, method); pretrained first."""
     cols = list(table_columns(runs))
     grouped = runs.groupby(["domain", "campaign", "method"])
-    table = grouped[cols].mean().join(grouped[cols].std(ddof=0), rsuffix="_std")
+    table = grouped[cols].mean().join(grouped[cols].std(ddof=1).add_suffix("_std"))
     table["seeds"] = grouped.size()
     order = {"pretrained": 0, "best_of_n": 1}
     return table.reset_index().sort_values(
@@ -213,6 +220,8 @@ def reward_model_section(results_dir: Path, domains) -> str:
                 score = f"held-out MAE {mae}"
             else:
                 score = f"held-out accuracy {m['accuracy']:.3f}"
+                if "auroc" in m:  # binary classifiers
+                    score += f", AUROC {m['auroc']:.3f}"
             lines.append(
                 f"- {domain} `{copy}` copy: {score} on {m['n_test']} test examples "
                 f"(trained on {m['n_train']})"
@@ -235,50 +244,120 @@ def reward_model_section(results_dir: Path, domains) -> str:
     return "\n".join(lines)
 
 
+def campaign_settings(group: pd.DataFrame) -> str:
+    """One line of what the numbers of a campaign depend on: the compute device(s) and the
+    metric settings the runs report as text (e.g. which EMD the shape metrics used)."""
+    notes = []
+    if "device" in group and group["device"].notna().any():
+        notes.append("fine-tuned on " + ", ".join(sorted(group["device"].dropna().unique())))
+    for column in group.columns:
+        values = group[column].dropna()
+        if column in ("domain", "campaign", "method", "run_dir", "device", "direction"):
+            continue
+        if len(values) and all(isinstance(v, str) for v in values):
+            notes.append(f"{column}: {', '.join(sorted(set(values)))}")
+    return "; ".join(notes)
+
+
+def best_designs(group: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The ``k`` best designs of a campaign over all its runs by the evaluation reward (lowest
+    first for ``minimize`` objectives), with every score and the file that holds them."""
+    suffix = get_domain(group["domain"].iloc[0]).design_suffix
+    directions = group["direction"].dropna() if "direction" in group else pd.Series([])
+    ascending = bool(len(directions)) and directions.iloc[0] == "minimize"
+    frames = []
+    for run in group.itertuples():
+        scores = pd.read_csv(Path(run.run_dir) / "scores.csv")
+        frames.append(scores.assign(campaign=run.campaign, method=run.method, seed=run.seed,
+                                    file=str(Path(run.run_dir) / f"scored{suffix}")))  # fmt: skip
+    table = pd.concat(frames, ignore_index=True)
+    table = table.sort_values("reward_eval", ascending=ascending, na_position="last").head(k)
+    first = ["campaign", "method", "seed", "design", "reward_eval", "reward_ft"]
+    first = [c for c in first if c in table]
+    return table[first + [c for c in table if c not in first]]
+
+
+def best_designs_markdown(best: pd.DataFrame) -> str:
+    """The summary's table of best designs: identifiers, rewards and file; designs shortened."""
+    cols = ["campaign", "method", "seed", "design", "reward_eval", "reward_ft", "file"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in best.iterrows():
+        design = str(r["design"])
+        cells = [str(r["campaign"]), str(r["method"]), str(r["seed"]),
+                 f"`{design[:40]}{'…' if len(design) > 40 else ''}`",
+                 f"{r['reward_eval']:.4g}", f"{r.get('reward_ft', float('nan')):.4g}",
+                 str(r["file"])]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def build_report(results_dir: Path, metrics_paths: list[Path], out_dir: Path) -> Path:
+    """``summary.md`` (tables, settings, best designs, plots under ``plots/``), ``summary.csv``
+    (method × metric, mean and std over seeds), ``runs.csv`` (every run), ``best_designs.csv``
+    and ``manifest.json`` in ``out_dir``."""
+    manifest = Manifest("report", {"metrics": [str(p) for p in metrics_paths]}, {})
     results_dir, out_dir = Path(results_dir), Path(out_dir)
+    plots = out_dir / "plots"
     runs = load_runs(metrics_paths)
     table = method_table(runs)
     with atomic_path(out_dir / "runs.csv") as tmp:
         runs.to_csv(tmp, index=False)
     with atomic_path(out_dir / "summary.csv") as tmp:
         table.to_csv(tmp, index=False)
+    campaigns = runs.groupby(["domain", "campaign"])
+    best = pd.concat([best_designs(g, BEST_PER_CAMPAIGN) for _, g in campaigns], ignore_index=True)
+    with atomic_path(out_dir / "best_designs.csv") as tmp:
+        best.to_csv(tmp, index=False)
     sections = [
         "# Campaign report",
         "",
         "Evaluation uses the `eval` reward copy (trained on data disjoint from the `ft` copy "
         "that steers fine-tuning) and the analytic oracles. `oracle_calls` counts fine-tuning "
-        "reward calls; every method in a campaign has the same budget. Mean ± std over seeds.",
+        "reward calls; every method in a campaign has the same budget. Mean ± sample std over "
+        "seeds. `path_kl`: KL of the model's sampling chain to p_pre's (nats per design; "
+        "best_of_n: the bound log(N/k) of a top-k-of-N selection).",
         "",
         "## Models",
         reward_model_section(results_dir, runs["domain"].unique()),
         "",
+        "## Best designs per objective",
+        "",
+        f"The {BEST_PER_CAMPAIGN} best designs of each campaign by the evaluation reward, over "
+        "all methods and seeds (all scores: `best_designs.csv`).",
+        "",
+        best_designs_markdown(best),
+        "",
     ]
-    for (domain, campaign), group in runs.groupby(["domain", "campaign"]):
+    for (domain, campaign), group in campaigns:
         stem = f"{domain}_{campaign}"
-        plot_reward_distributions(group, out_dir / f"{stem}_reward_hist.png")
-        plot_reward_vs_distance(group, out_dir / f"{stem}_reward_vs_loglik.png")
-        plot_training_curves(group, results_dir, out_dir / f"{stem}_training.png")
+        plot_reward_distributions(group, plots / f"{stem}_reward_hist.png")
+        plot_reward_vs_distance(group, plots / f"{stem}_reward_vs_loglik.png")
+        plot_training_curves(group, results_dir, plots / f"{stem}_training.png")
         sub = table[(table["domain"] == domain) & (table["campaign"] == campaign)]
         pictures = []
-        if plot_extrapolation(group, out_dir / f"{stem}_rcgdm_sweep.png"):
-            pictures.append(f"![rcgdm: reward and likelihood vs target]({stem}_rcgdm_sweep.png)")
+        if plot_extrapolation(group, plots / f"{stem}_rcgdm_sweep.png"):
+            pictures.append(
+                f"![rcgdm: reward and likelihood vs target](plots/{stem}_rcgdm_sweep.png)"
+            )
         dom = get_domain(domain)
-        if hasattr(dom, "render_designs"):  # e.g. 2D depictions of the top molecules
+        if hasattr(dom, "render_designs"):  # molecule grids, sequence logos, point clouds
             first_seed = group[group["seed"] == group["seed"].min()]
             runs_dirs = [(r.method, Path(r.run_dir)) for r in first_seed.itertuples()]
-            dom.render_designs(runs_dirs, out_dir / f"{stem}_designs.png")
-            pictures.append(f"![top designs per method]({stem}_designs.png)")
+            dom.render_designs(runs_dirs, plots / f"{stem}_designs.png")
+            pictures.append(f"![top designs per method](plots/{stem}_designs.png)")
+        settings = campaign_settings(group)
         sections += [
             f"## {domain} / {campaign}",
             "",
+            *([f"Settings: {settings}.", ""] if settings else []),
             markdown_table(sub),
             "",
-            f"![reward distributions]({stem}_reward_hist.png)",
-            f"![reward vs log-likelihood and path KL]({stem}_reward_vs_loglik.png)",
-            f"![training curves]({stem}_training.png)",
+            f"![reward distributions](plots/{stem}_reward_hist.png)",
+            f"![reward vs log-likelihood and path KL](plots/{stem}_reward_vs_loglik.png)",
+            f"![training curves](plots/{stem}_training.png)",
             *pictures,
             "",
         ]
-    write_text(out_dir / "report.md", "\n".join(sections) + "\n")
-    return out_dir / "report.md"
+    write_text(out_dir / "summary.md", "\n".join(sections) + "\n")
+    manifest.write(out_dir / "manifest.json", campaigns=len(campaigns), runs=len(runs))
+    return out_dir / "summary.md"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -34,6 +35,8 @@ SPLITS = ("train", "valid", "test")
 class DNADomain(SequenceDomain):
     name: str = "dna"
     design_suffix: str = BUILTIN_SUFFIX["dna"]
+    # report columns beyond the generic ones: statistic → better direction
+    report_columns: ClassVar[dict[str, str]] = {"kmer3_pearson": "↑", "jaspar_pearson": "↑"}
     alphabet: str = DNA_ALPHABET
     length: int = 200
     vocab_size: int = len(DNA_ALPHABET)

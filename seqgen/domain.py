@@ -36,6 +36,7 @@ class SequenceDomain:
     length: int
     vocab_size: int
     condition_name: str  # what the classifier's classes are (``ctrl`` condition name)
+    logo_colors: str = "classic"  # logomaker colour scheme of the report's sequence logos
 
     # ----- reward models -------------------------------------------------------------------
     def train_reward(
@@ -267,6 +268,34 @@ class SequenceDomain:
     def diversity(self, tokens: torch.Tensor) -> float:
         """Mean pairwise Hamming distance of token arrays (the per-round log's diversity)."""
         return metrics.mean_pairwise_hamming(tokens.numpy())
+
+    def render_designs(
+        self, runs: list[tuple[str, Path]], path: Path, per_run: int = 32, positions: int = 60
+    ) -> None:
+        """PNG of sequence logos for the report: one row per (label, run directory), the
+        information content (bits) per position of its ``per_run`` best designs by
+        ``reward_eval``, over the first ``positions`` positions (shorter peptides end early)."""
+        import logomaker
+        from matplotlib.figure import Figure
+
+        from rewarddiff.io import atomic_path
+
+        width = min(positions, self.length)
+        figure = Figure(figsize=(1.0 + 0.16 * width, 1.5 * len(runs)))
+        for row, (label, run_dir) in enumerate(runs):
+            designs = self.read_designs(Path(run_dir) / f"designs{self.design_suffix}")
+            scores = pd.read_csv(Path(run_dir) / "scores.csv")["reward_eval"].to_numpy()
+            best = np.argsort(np.where(np.isfinite(scores), -scores, np.inf))[:per_run]
+            aligned = [designs[i][:width].ljust(width, "-") for i in best]
+            counts = logomaker.alignment_to_matrix(aligned, characters_to_ignore="-")
+            bits = logomaker.transform_matrix(counts, from_type="counts", to_type="information")
+            axes = figure.add_subplot(len(runs), 1, row + 1)
+            logomaker.Logo(bits, ax=axes, color_scheme=self.logo_colors)
+            axes.set_ylabel(f"{label}\nbits", fontsize=8)
+            axes.set_xticks([])
+        figure.tight_layout()
+        with atomic_path(path) as tmp:
+            figure.savefig(tmp, format="png", dpi=100)
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,16 @@ CLASSES = ("non_amp", "amp")  # label 0 / 1 of the AMP sets
 class ProteinDomain(SequenceDomain):
     name: str = "protein"
     design_suffix: str = BUILTIN_SUFFIX["protein"]
+    logo_colors: str = "chemistry"
+    # report columns beyond the generic ones: statistic → better direction
+    report_columns: ClassVar[dict[str, str]] = {
+        "windows_satisfied": "↑",
+        "all_windows_satisfied": "↑",
+        "composition_jsd": "↓",
+        "length_wasserstein": "↓",
+        "max_identity_to_train": "↓",
+        "mean_length": "",
+    }
     length: int = 50  # default maximum peptide length (positions, PAD after the end)
     vocab_size: int = len(peptides.AMINO_ACIDS) + 1  # 20 amino acids + PAD
     condition_name: str = "activity"

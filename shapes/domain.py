@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -40,7 +41,7 @@ from shapes.io import read_npz, write_npz, write_plys
 from shapes.metrics import compute_all_metrics, pairwise_cd
 from shapes.model import PointClassifier, PointClassifierConfig, PointDenoiser, PointDenoiserConfig
 from shapes.oracles import DOMAIN
-from shapes.render import render_grid
+from shapes.render import SIDE_VIEW, View, render_grid
 
 SPLITS = ("train", "valid", "test")
 PC15K_SPLITS = {"train": "train", "valid": "val", "test": "test"}
@@ -247,6 +248,16 @@ def family_logodds(argument=None, reward_model=None, **context):
 class ShapeDomain:
     name: str = "shape"
     design_suffix: str = BUILTIN_SUFFIX["shape"]
+    # report columns beyond the generic ones: statistic → better direction (1-NNA: 50 % ideal)
+    report_columns: ClassVar[dict[str, str]] = {
+        "mmd_cd": "↓",
+        "cov_cd": "↑",
+        "nna_cd": "→0.5",
+        "mmd_emd": "↓",
+        "cov_emd": "↑",
+        "nna_emd": "→0.5",
+        "diversity_cd": "↑",
+    }
     # world frame of the designs: the normalisation of the last generator built or loaded
     normalization: data.Normalization | None = None
 
@@ -573,7 +584,8 @@ class ShapeDomain:
 
     def render_designs(self, runs: list[tuple[str, Path]], path: Path, per_run: int = 4) -> None:
         """PNG grid for the report: one row per (label, run directory), its ``per_run`` best
-        designs by ``reward_eval`` (from ``designs.npz`` + ``scores.csv``)."""
+        designs by ``reward_eval`` (from ``designs.npz`` + ``scores.csv``), each from two fixed
+        views (front-left and side)."""
         panels, titles = [], []
         for label, run_dir in runs:
             designs = self.read_designs(Path(run_dir) / f"designs{self.design_suffix}")
@@ -582,7 +594,7 @@ class ShapeDomain:
             empty = per_run - len(best)  # NaN panels stay blank
             panels += [designs[best], np.full((empty, *designs.shape[1:]), np.nan, np.float32)]
             titles += [f"{label} {scores[i]:.3g}" for i in best] + [""] * empty
-        render_grid(np.concatenate(panels), path, titles, cols=per_run)
+        render_grid(np.concatenate(panels), path, titles, cols=per_run, view=(View(), SIDE_VIEW))
 
     # ----- evaluation ----------------------------------------------------------------------
     def metrics(

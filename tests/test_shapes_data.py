@@ -9,7 +9,7 @@ import pytest
 from rewarddiff import UserError
 from shapes import data
 from shapes.io import read_npz, read_ply, write_npz, write_ply, write_plys
-from shapes.render import render_grid
+from shapes.render import SIDE_VIEW, View, render_grid
 
 
 # ----- procedural generator ------------------------------------------------------------------
@@ -301,3 +301,13 @@ def test_render_grid_writes_a_png(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
     with pytest.raises(ValueError, match="2 titles for 3 point sets"):
         render_grid(points, tmp_path / "x.png", titles=["a", "b"])
+
+
+def test_render_grid_draws_each_set_once_per_view(tmp_path):
+    from PIL import Image
+
+    points = data.generate({"chair": 2}, seed=0, points=300).points
+    one = render_grid(points, tmp_path / "one.png", cols=2)
+    two = render_grid(points, tmp_path / "two.png", cols=2, view=(View(), SIDE_VIEW))
+    (w1, h1), (w2, h2) = Image.open(one).size, Image.open(two).size
+    assert (w2, h2) == (2 * w1, h1)  # two panels per set, side by side

@@ -4,10 +4,8 @@ import os
 import re
 import shlex
 
-import pandas as pd
-from snakemake.utils import validate
-
 from rewarddiff.domain import BUILTIN_SUFFIX, design_suffix
+from rewarddiff.sheet import campaign_runs as sheet_runs, read_sheet
 
 RESULTS = config.get("results_dir", "results")
 LOGS = f"{RESULTS}/logs"
@@ -21,15 +19,9 @@ wildcard_constraints:
     method="[a-z_]+",
 
 
-CAMPAIGNS = pd.read_csv(config["campaigns"], sep="\t", dtype=str, comment="#").fillna("")
-validate(CAMPAIGNS, "../schemas/campaigns.schema.yaml")
-CAMPAIGNS = CAMPAIGNS[CAMPAIGNS["enabled"].str.lower().isin(["true", "yes", "1"])]
-for _, _row in CAMPAIGNS.iterrows():
-    if _row["objective"] not in config["objectives"]:
-        raise ValueError(
-            f"{config['campaigns']}: campaign {_row['campaign']!r} uses objective "
-            f"{_row['objective']!r}, which config 'objectives' does not define"
-        )
+# the enabled rows, checked against the schema and the config; the main process also checks
+# that every domain and oracle named is registered (jobs on a cluster skip the imports)
+CAMPAIGNS = read_sheet(config["campaigns"], config["objectives"], deep=workflow.is_main_process)
 
 
 def as_json(obj):
@@ -55,14 +47,7 @@ def objective_of(campaign):
 
 def campaign_runs():
     """(domain, campaign, method, seed) of every run, plus a pretrained baseline per campaign."""
-    runs = []
-    for _, row in CAMPAIGNS.iterrows():
-        for seed in range(int(row["seeds"])):
-            runs.append((row["domain"], row["campaign"], row["method"], seed))
-    for (domain, campaign), rows in CAMPAIGNS.groupby(["domain", "campaign"]):
-        for seed in range(int(rows["seeds"].astype(int).max())):
-            runs.append((domain, campaign, "pretrained", seed))
-    return runs
+    return sheet_runs(CAMPAIGNS)
 
 
 def run_dir(domain, campaign, method, seed):

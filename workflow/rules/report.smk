@@ -1,5 +1,5 @@
 rule report:
-    """Method × metric tables (CSV + Markdown) and plots across every campaign run."""
+    """Method × metric tables (CSV + Markdown), best designs and plots of every campaign run."""
     input:
         metrics=[f"{run_dir(*r)}/metrics.json" for r in campaign_runs()],
         logs=[f"{run_dir(*r)}/train_log.csv" for r in campaign_runs() if r[2] != "pretrained"],
@@ -7,9 +7,14 @@ rule report:
         rewards=sorted({f"{RESULTS}/{r[0]}/rewards/{c}/metrics.json"
                         for r in campaign_runs() for c in ("ft", "eval")}),
     output:
-        md=report(f"{RESULTS}/report/report.md", caption="../report/summary.rst",
+        md=report(f"{RESULTS}/report/summary.md", caption="../report/summary.rst",
                   category="Summary"),
-        csv=f"{RESULTS}/report/summary.csv",
+        csv=report(f"{RESULTS}/report/summary.csv", caption="../report/summary.rst",
+                   category="Summary"),
+        best=report(f"{RESULTS}/report/best_designs.csv", caption="../report/best_designs.rst",
+                    category="Summary"),
+        plots=report(directory(f"{RESULTS}/report/plots"), patterns=["{name}.png"],
+                     caption="../report/plots.rst", category="Plots"),
     params:
         out=f"{RESULTS}/report",
         results=RESULTS,

@@ -30,9 +30,11 @@ from seqgen.oracles import load_classifier
 class SequenceDomain:
     """Base of the sequence domains; dataclass subclasses set ``name``, ``design_suffix``,
     ``length`` (positions L) and ``vocab_size`` (tokens the networks see, e.g. 4 for DNA, 20
-    amino acids + PAD for proteins) and implement ``load_split`` and ``to_designs``."""
+    amino acids + PAD for proteins), ``alphabet`` (the letters) and implement ``load_split``
+    and ``to_designs``."""
 
     name: str
+    alphabet: str
     length: int
     vocab_size: int
     condition_name: str  # what the classifier's classes are (``ctrl`` condition name)
@@ -286,9 +288,13 @@ class SequenceDomain:
             designs = self.read_designs(Path(run_dir) / f"designs{self.design_suffix}")
             scores = pd.read_csv(Path(run_dir) / "scores.csv")["reward_eval"].to_numpy()
             best = np.argsort(np.where(np.isfinite(scores), -scores, np.inf))[:per_run]
-            aligned = [designs[i][:width].ljust(width, "-") for i in best]
-            counts = logomaker.alignment_to_matrix(aligned, characters_to_ignore="-")
-            bits = logomaker.transform_matrix(counts, from_type="counts", to_type="information")
+            counts = pd.DataFrame(0.0, index=range(width), columns=list(self.alphabet))
+            for i in best:  # letter counts per position (shorter designs end early)
+                for position, letter in enumerate(designs[i][:width]):
+                    counts.loc[position, letter] += 1
+            bits = logomaker.transform_matrix(
+                counts, from_type="counts", to_type="information", pseudocount=0.1
+            )
             axes = figure.add_subplot(len(runs), 1, row + 1)
             logomaker.Logo(bits, ax=axes, color_scheme=self.logo_colors)
             axes.set_ylabel(f"{label}\nbits", fontsize=8)

@@ -43,7 +43,7 @@ class FastaPeptides(NamedTuple):
     ids: list[str]
     seqs: list[str]
     labels: np.ndarray | None  # (n,) int64 when a labels TSV was given
-    dropped: int  # records longer than max_length left out (drop_long=True)
+    dropped: list[str]  # ids of the records longer than max_length left out (drop_long=True)
 
 
 def read_fasta(
@@ -57,7 +57,8 @@ def read_fasta(
     Lowercase letters are made uppercase and one terminal ``*`` (stop) is removed. Errors name the
     file and record: letters outside the 20 standard amino acids (B, J, O, U, X, Z, a ``*``
     before the end), empty sequences, duplicate ids, and sequences longer than ``max_length``
-    unless ``drop_long`` leaves them out (counted in ``dropped``).
+    unless ``drop_long`` leaves them out (their ids in ``dropped``). Labels must be 0 (non-AMP)
+    or 1 (AMP).
     """
     path = Path(path)
     ids, raw = data.read_fasta(path, alphabet=AMINO_ACIDS + "*")
@@ -81,17 +82,17 @@ def read_fasta(
         [i for i, k in zip(ids, keep) if k],
         [s for s, k in zip(seqs, keep) if k],
         None if labels is None else labels[keep],
-        int((~keep).sum()),
+        [i for i, k in zip(ids, keep) if not k],
     )
 
 
 def _integer_labels(path: str | Path, ids: list[str]) -> np.ndarray:
     labels = data.read_labels(path, ids)
     numbers = pd.to_numeric(labels, errors="coerce")
-    bad = numbers.isna() | (numbers != numbers.round())
+    bad = ~numbers.isin([0, 1])
     if bad.any():
         rid = labels.index[bad.to_numpy()][0]
-        raise UserError(f"{path}: label {labels[rid]!r} for {rid!r} is not an integer")
+        raise UserError(f"{path}: label {labels[rid]!r} for {rid!r} is not 0 (non-AMP) or 1 (AMP)")
     return numbers.to_numpy(np.int64)
 
 

@@ -30,6 +30,7 @@ class ProteinDomain(SequenceDomain):
     name: str = "protein"
     design_suffix: str = BUILTIN_SUFFIX["protein"]
     logo_colors: str = "chemistry"
+    alphabet: str = peptides.AMINO_ACIDS
     # report columns beyond the generic ones: statistic → better direction
     report_columns: ClassVar[dict[str, str]] = {
         "windows_satisfied": "↑",
@@ -52,21 +53,23 @@ class ProteinDomain(SequenceDomain):
         source = params.get("source", "modlamp")
         if source == "modlamp":
             seqs, labels = peptides.read_modlamp(params.get("set", "AMPvsUniProt"))
+            ids = [f"pep{i}" for i in range(len(seqs))]  # modlamp's rows, numbered
             keep = np.array([len(s) <= max_length for s in seqs])
-            dropped = int((~keep).sum())
-            seqs, labels = [s for s, k in zip(seqs, keep) if k], labels[keep]
+            dropped = [i for i, k in zip(ids, keep) if not k]
+            ids, seqs = [i for i, k in zip(ids, keep) if k], [s for s, k in zip(seqs, keep) if k]
+            labels = labels[keep]
         elif source == "fasta":
             if "fasta" not in params or "labels" not in params:
                 raise UserError("data: source 'fasta' needs keys 'fasta' and 'labels' (id, label)")
             read = peptides.read_fasta(params["fasta"], params["labels"], max_length, True)
-            seqs, labels, dropped = read.seqs, read.labels, read.dropped
+            ids, seqs, labels, dropped = read
         else:
             raise UserError(f"protein data: unknown source {source!r} (modlamp or fasta)")
         seed = params.get("seed", 0)
         splits = peptides.split(seqs, labels, seed)
         table = pd.DataFrame(
             {
-                "id": [f"pep{i}" for i in range(len(seqs))],
+                "id": ids,
                 "sequence": seqs,
                 "label": np.array(CLASSES)[labels],
                 "split": splits,
@@ -85,9 +88,13 @@ class ProteinDomain(SequenceDomain):
         write_json(out_dir / "peptides.json", {"max_length": max_length})
         lengths = table["sequence"].str.len()
         counts = table.groupby(["split", "label"]).size().unstack(fill_value=0)
+        if dropped:  # the documented normalisation: named in the log and the manifest
+            print(f"left out {len(dropped)} peptides longer than max_length {max_length}: "
+                  f"{', '.join(dropped[:10])}{' …' if len(dropped) > 10 else ''}")  # fmt: skip
         return {
             "counts": counts.to_dict("index"),
-            "too_long_dropped": dropped,
+            "too_long_dropped": len(dropped),
+            "too_long_ids": dropped,
             "max_length": max_length,
             "length_range": [int(lengths.min()), int(lengths.max())],
             "classes": list(CLASSES),

@@ -149,3 +149,19 @@ def test_label_metrics_refuses_a_classifier_with_other_classes(tmp_path):
         label_metrics(dom, tmp_path / "model", tmp_path / "eval.safetensors", {})
     gen.config = {}  # an unconditional model has no label metrics
     assert label_metrics(dom, tmp_path / "model", tmp_path / "eval.safetensors", {}) == {}
+
+
+def test_data_label_prior_random_cut_and_guided_sampling():
+    """label_prior='data' samples training labels by the offline pairs' frequencies; a random
+    cut (CTRL) and classifier-free guidance at sampling still learn the condition."""
+    condition = toy_condition()
+    condition.frequencies = [[3.0, 1.0]]
+    assert condition.prior("data")[0].tolist() == [0.75, 0.25]
+    assert condition.prior("uniform")[0].tolist() == [0.5, 0.5]
+    task = conditional(toy_task(), 2)
+    cfg = CTRLConfig(oracle_budget=128 * 40, batch_size=128, grad_steps=8, random_cut=True,
+                     kl_weight=0.25, lr=1e-2, gumbel_tau=0.5, guidance=2.0, label_prior="data",
+                     eval_per_label=256)  # fmt: skip
+    evaluation = ctrl(task, cfg, condition)
+    assert task.generator.config["condition"]["guidance"] == 2.0
+    assert evaluation["first"]["accuracy"] > 0.65

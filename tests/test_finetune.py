@@ -152,3 +152,19 @@ def test_gradient_stats_relative_variance():
         p.grad = torch.tensor(g)
         stats.add([p])
     assert stats.relative_variance() == pytest.approx(1.0 / 4.0)
+
+
+def test_rgdm_data_mix_anchors_to_the_pretraining_data():
+    """Batches drawn mostly from the (uniform) pretraining data hold the model nearer p_pre
+    than the same rounds without data."""
+    cfg = dict(oracle_budget=512, rounds=4, steps_per_round=60, batch_size=64, lr=3e-3, tau=0.05)
+    data = torch.randint(V, (4096, L), generator=torch.Generator().manual_seed(1))
+    results = {}
+    for mix in (0.0, 0.75):
+        task = toy_task()
+        rgdm(task, RGDMConfig(**cfg, data_mix=mix), data if mix else None)
+        x, _ = task.generator.sample(1024, torch.Generator().manual_seed(5))
+        results[mix] = task.reward.fn(x).mean()
+    assert results[0.0] > 0.45 and results[0.75] < results[0.0] - 0.1, results
+    with pytest.raises(ValueError, match="data_mix > 0 needs the pretraining data"):
+        rgdm(toy_task(), RGDMConfig(oracle_budget=8, rounds=1, data_mix=0.5))

@@ -41,7 +41,7 @@ def test_fasta_round_trip_with_labels_and_normalisation(tmp_path):
     (tmp_path / "labels.tsv").write_text("id\tlabel\nother\t0\namp\t1\n")
     read = peptides.read_fasta(tmp_path / "p.fasta", tmp_path / "labels.tsv")
     assert read.ids == ["amp", "other"] and read.seqs == [MAGAININ_2, MELITTIN]
-    assert read.labels.tolist() == [1, 0] and read.dropped == 0
+    assert read.labels.tolist() == [1, 0] and read.dropped == []
     (tmp_path / "q.fasta").write_text(">low\ngigkflhs\n>stop\nKLAKLAK*\n")
     assert peptides.read_fasta(tmp_path / "q.fasta").seqs == ["GIGKFLHS", "KLAKLAK"]
 
@@ -78,12 +78,13 @@ def test_fasta_drop_long_keeps_labels_aligned(tmp_path):
     path.write_text(">a\nKLAK\n>long\n" + "K" * 12 + "\n>c\nGIGK\n")
     labels.write_text("id\tlabel\na\t1\nlong\t1\nc\t0\n")
     read = peptides.read_fasta(path, labels, max_length=10, drop_long=True)
-    assert read.ids == ["a", "c"] and read.labels.tolist() == [1, 0] and read.dropped == 1
+    assert read.ids == ["a", "c"] and read.labels.tolist() == [1, 0] and read.dropped == ["long"]
     with pytest.raises(UserError, match="every record is longer than max_length 3"):
         peptides.read_fasta(path, max_length=3, drop_long=True)
-    labels.write_text("id\tlabel\na\tAMP\nlong\t1\nc\t0\n")
-    with pytest.raises(UserError, match="label 'AMP' for 'a' is not an integer"):
-        peptides.read_fasta(path, labels, max_length=10, drop_long=True)
+    for bad in ("AMP", "2", "-1", "0.5"):
+        labels.write_text(f"id\tlabel\na\t1\nlong\t1\nc\t{bad}\n")
+        with pytest.raises(UserError, match=f"label '{bad}' for 'c' is not 0 .non-AMP. or 1"):
+            peptides.read_fasta(path, labels, max_length=10, drop_long=True)
 
 
 def test_encode_decode_variable_lengths():
@@ -161,14 +162,41 @@ def test_composition_properties_by_hand(seq):
     assert _oracle("helix_fraction", [seq])[0] == pytest.approx(helix_formers)
 
 
+# Henderson–Hasselbalch pKs of Biopython's IsoelectricPoint (Bjellqvist-style): side chains,
+# default termini, and the N-terminal residues with their own pK (C-terminal S: default)
+PK_POSITIVE = {"K": 10.0, "R": 12.0, "H": 5.98}
+PK_NEGATIVE = {"D": 4.05, "E": 4.45, "C": 9.0, "Y": 10.0}
+PK_N_TERMINUS, PK_C_TERMINUS = 7.5, 3.55
+
+
+def charge_by_hand(seq, ph=7.0):
+    """Σ positive 1/(1 + 10^(pH − pK)) − Σ negative 1/(1 + 10^(pK − pH)), termini included
+    (G at the N terminus and S/Q at the C terminus take the default terminal pKs)."""
+    positive = [PK_N_TERMINUS] + [PK_POSITIVE[a] for a in seq if a in PK_POSITIVE]
+    negative = [PK_C_TERMINUS] + [PK_NEGATIVE[a] for a in seq if a in PK_NEGATIVE]
+    return sum(1 / (1 + 10 ** (ph - pk)) for pk in positive) - sum(
+        1 / (1 + 10 ** (pk - ph)) for pk in negative
+    )
+
+
 def test_charge_pi_instability_known_peptides():
     charge = _oracle("charge", [MAGAININ_2, MELITTIN])
-    # magainin 2: 4 Lys − 1 Glu, His ~0.1, termini ~cancel; melittin: 3 Lys + 2 Arg (free acid)
-    assert 2.5 < charge[0] < 3.3 and 4.5 < charge[1] < 5.2
-    assert (_oracle("pi", [MAGAININ_2, MELITTIN]) > 9.5).all()
+    # magainin 2: 4 Lys, 1 His, 1 Glu; melittin (free acid): 3 Lys + 2 Arg, no acidic side chain
+    assert charge[0] == pytest.approx(charge_by_hand(MAGAININ_2), abs=1e-3)  # 2.846
+    assert charge[1] == pytest.approx(charge_by_hand(MELITTIN), abs=1e-3)  # 4.757
+    # the isoelectric point is where that charge crosses zero (bisection on the same formula)
+    for seq, pi in zip((MAGAININ_2, MELITTIN), _oracle("pi", [MAGAININ_2, MELITTIN])):
+        low, high = 4.0, 14.0
+        for _ in range(60):
+            mid = (low + high) / 2
+            low, high = (mid, high) if charge_by_hand(seq, mid) > 0 else (low, mid)
+        # 10.00 and 12.02 (Biopython's search for the root stops at pH 12: melittin 12.00)
+        assert pi == pytest.approx(min(low, 12.0), abs=0.01), seq
     assert _oracle("charge", ["DDEE"])[0] < -3.5
+    # Guruprasad instability index (DIWV dipeptide sums × 10 / length): pinned values
     instability = _oracle("instability", [MAGAININ_2, MELITTIN])
-    assert instability[0] < 40 < instability[1]  # melittin is "unstable" by Guruprasad
+    assert instability == pytest.approx([-0.104, 44.73], abs=0.01)
+    assert instability[0] < 40 < instability[1]  # melittin is "unstable"
 
 
 def test_hydrophobic_moment_known_values():
@@ -185,6 +213,13 @@ def test_hydrophobic_moment_known_values():
     blocks = "".join(sorted(ideal))
     moments = _oracle("hydrophobic_moment", [ideal, blocks])
     assert moments[0] > 0.8 and moments[0] > 4 * moments[1]
+    # the whole peptides, by the definition: |Σ h_k e^{i·100°·k}| / n
+    for seq, value in ((MAGAININ_2, 0.455), (MELITTIN, 0.353)):
+        total = sum(po.EISENBERG[a] * complex(math.cos(math.radians(100 * k)),
+                                              math.sin(math.radians(100 * k)))
+                    for k, a in enumerate(seq))  # fmt: skip
+        assert po.hydrophobic_moment(seq) == pytest.approx(abs(total) / len(seq))
+        assert po.hydrophobic_moment(seq) == pytest.approx(value, abs=1e-3)
     whole, best11 = po.hydrophobic_moment(MELITTIN), _oracle("hydrophobic_moment:11", [MELITTIN])
     assert best11[0] >= whole and po.hydrophobic_moment("LK", window=11) == pytest.approx(
         by_hand / 2

@@ -17,31 +17,58 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
+MANIFEST_KEYS = {"stage", "inputs", "params", "config_hash", "seed", "versions", "git_commit",
+                 "host", "device", "wall_time_s"}  # fmt: skip
+
+
+def snakemake(tmp_path, *extra):
+    return [str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"),
+            "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml"),
+            "--cores", "2", "--profile", str(ROOT / "workflow/profiles/default"),
+            *extra]  # fmt: skip
+
+
+def interrupt_when(cmd, env, log, ready, sig) -> float:
+    """Run ``cmd`` in its own process group until ``ready()``, then send ``sig`` to the whole
+    group (Snakemake and its jobs, as Ctrl-C or a killed session would); returns the time."""
+    with open(log, "a") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+        deadline = time.time() + 900
+        while proc.poll() is None and not ready() and time.time() < deadline:
+            time.sleep(0.5)
+        assert proc.poll() is None, f"finished before the interruption point; see {log}"
+        os.killpg(proc.pid, sig)
+        proc.wait(timeout=300)
+    return time.time()
+
+
 def test_snakemake_end_to_end_tiny(tmp_path):
+    """The tiny campaign of every domain and method, interrupted twice on the way (Ctrl-C,
+    then SIGKILL of Snakemake and its jobs): re-running finishes without redoing what had
+    finished, and every stage leaves its manifest."""
     config = yaml.safe_load((ROOT / ".test/config/config.yaml").read_text())
     config["results_dir"] = str(tmp_path / "results")
     config["campaigns"] = str(ROOT / ".test/config/campaigns.tsv")
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     env = os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(
-        [
-            str(BIN / "snakemake"),
-            "--snakefile",
-            str(ROOT / "Snakefile"),
-            "--directory",
-            str(tmp_path),
-            "--configfile",
-            str(tmp_path / "config.yaml"),
-            "--cores",
-            "2",
-            "--profile",
-            str(ROOT / "workflow/profiles/default"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=1800,
-    )
+    log = tmp_path / "snakemake.log"
+
+    def scored():  # campaign runs whose score job has finished
+        return list((tmp_path / "results").glob("*/campaigns/*/*/seed*/metrics.json"))
+
+    finished = {}
+    for sig, count in ((signal.SIGINT, 2), (signal.SIGKILL, 8)):
+        stopped = interrupt_when(snakemake(tmp_path), env, log, lambda c=count: len(scored()) >= c,
+                                 sig)  # fmt: skip
+        # outputs older than the interruption by a margin: Snakemake had recorded them done
+        finished |= {p: p.stat().st_mtime_ns for p in scored()
+                     if p.stat().st_mtime < stopped - 5}  # fmt: skip
+    assert finished
+    unlock = subprocess.run(snakemake(tmp_path, "--unlock"), capture_output=True, env=env)
+    assert unlock.returncode == 0, unlock.stderr[-2000:]
+    result = subprocess.run(snakemake(tmp_path), capture_output=True, text=True, env=env,
+                            timeout=1800)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     report = tmp_path / "results/report"
     summary = pd.read_csv(report / "summary.csv")
@@ -53,17 +80,32 @@ def test_snakemake_end_to_end_tiny(tmp_path):
     # equal per campaign
     assert budgets.unique().to_dict() == {"dna": [32], "molecule": [16], "protein": [32],
                                           "shape": [16]}  # fmt: skip
-    text = (report / "report.md").read_text()
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished  # not redone
+    text = (report / "summary.md").read_text()
     assert "| tiny | rgdm |" in text and "reward_eval_mean" in text
     assert "| tinymol | rgdm |" in text and "molecule_stability" in text
-    for png in (
-        "dna_tiny_reward_hist.png",
-        "dna_tiny_reward_vs_loglik.png",
-        "dna_tiny_training.png",
-        "molecule_tinymol_training.png",
-        "molecule_tinymol_designs.png",
-    ):
-        assert (report / png).stat().st_size > 1000
+    assert "nna_cd →0.5" in text and "mmd_emd ↓" in text and "emd_method: exact" in text
+    assert "composition_jsd ↓" in text and "AUROC" in text and "fine-tuned on cpu" in text
+    assert "## Best designs per objective" in text
+    best = pd.read_csv(report / "best_designs.csv")
+    assert set(best["campaign"]) == {"tiny", "tinymol", "tinyamp", "tinyshape"}
+    assert all(Path(f).exists() for f in best["file"])
+    for stem in ("dna_tiny", "molecule_tinymol", "protein_tinyamp", "shape_tinyshape"):
+        for plot in ("reward_hist", "reward_vs_loglik", "training", "designs"):
+            assert (report / f"plots/{stem}_{plot}.png").stat().st_size > 1000, (stem, plot)
+    html = subprocess.run(snakemake(tmp_path, "--report", str(tmp_path / "report.html")),
+                          capture_output=True, text=True, env=env)  # fmt: skip
+    assert html.returncode == 0, html.stderr[-2000:]
+    assert (tmp_path / "report.html").stat().st_size > 100_000
+    # every directory holding a stage's output has its manifest
+    outputs = ("model.safetensors", "metrics.json", "scores.csv", "summary.md", "dataset.json")
+    dirs = {p.parent for name in outputs for p in (tmp_path / "results").rglob(name)}
+    assert len(dirs) >= 36 + 4 + 8 + 4 + 1  # runs, data, reward copies, pretrained, report
+    for d in dirs:
+        manifest = json.loads((d / "manifest.json").read_text())
+        assert MANIFEST_KEYS <= set(manifest), (d, MANIFEST_KEYS - set(manifest))
+    for scores in (tmp_path / "results").rglob("scores.csv"):
+        assert json.loads(scores.with_suffix(".manifest.json").read_text())["stage"] == "score"
     run = tmp_path / "results/dna/campaigns/tiny/rgdm/seed0"
     scores = pd.read_csv(run / "scores.csv")
     assert len(scores) == 16 and {"reward_ft", "reward_eval", "gc_content"} <= set(scores)
@@ -89,8 +131,6 @@ def test_snakemake_end_to_end_tiny(tmp_path):
     assert len(campaigns) == 4
     for scratch in ("checkpoint.safetensors", "train_log.partial.csv"):
         assert not [p for c in campaigns for p in c.rglob(scratch)]
-    manifest = json.loads((tmp_path / "results/dna/pretrained/manifest.json").read_text())
-    assert {"inputs", "params", "versions", "git_commit", "wall_time_s"} <= set(manifest)
 
 
 def test_killed_pretraining_resumes(tmp_path):

@@ -1,6 +1,7 @@
 """The protein domain: variable-length peptides through the shared masked diffusion."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -62,3 +63,19 @@ def test_empty_designs_round_trip_and_score_nan(tmp_path):
     assert domain.read_designs(path) == ["GIGKFLHSAKKFGKAFVGEIMNS", ""]
     scores = domain.score(domain.read_designs(path), ["charge", "amp_windows"])
     assert np.isfinite(scores["charge"][0]) and np.isnan(scores["charge"][1])
+
+
+def test_prepare_user_fasta_keeps_ids_and_names_dropped_records(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    aa = list("ACDEFGHIKLMNPQRSTVWY")
+    seqs = {f"user{i}": "".join(rng.choice(aa, int(rng.integers(8, 20)))) for i in range(60)}
+    seqs["too_long"] = "K" * 40
+    fasta, labels = tmp_path / "p.fasta", tmp_path / "labels.tsv"
+    fasta.write_text("".join(f">{k}\n{v}\n" for k, v in seqs.items()))
+    labels.write_text("id\tlabel\n" + "".join(f"{k}\t{i % 2}\n" for i, k in enumerate(seqs)))
+    params = {"source": "fasta", "fasta": str(fasta), "labels": str(labels), "max_length": 30}
+    summary = get_domain("protein").prepare(params, tmp_path / "data")
+    assert summary["too_long_ids"] == ["too_long"] and summary["too_long_dropped"] == 1
+    assert "left out 1 peptides longer than max_length 30: too_long" in capsys.readouterr().out
+    table = pd.read_csv(tmp_path / "data/labels.tsv", sep="\t")
+    assert set(table["id"]) == set(seqs) - {"too_long"}  # the user's ids, not renumbered

@@ -93,3 +93,13 @@ def test_cli_plan_prints_the_jobs_and_rejects_bad_sheets(tmp_path):
     bad = sheet(tmp_path, ["c1\tdna\thepg2_specificity\tmaximize\trgdm\t1\t8\t16\tnope\ttrue"])
     result = cli("campaign", "plan", str(bad), "--config", str(ROOT / "config/demo/config.yaml"))
     assert_one_line_error(result, f"{bad}:3: column eval_oracles: unknown oracle 'nope'")
+
+
+def test_full_scale_example_sheet_is_valid_and_covers_every_domain():
+    from rewarddiff.config import load_config
+
+    config = load_config(ROOT / "config/config.yaml")
+    rows = read_sheet(ROOT / "config/campaigns.tsv", config["objectives"])
+    assert len(rows) >= 12 and set(rows["domain"]) == {"dna", "protein", "molecule", "shape"}
+    for domain, methods in rows.groupby("domain")["method"]:  # every method has settings
+        assert set(methods) <= set(config["domains"][domain]["finetune"]), domain

@@ -114,6 +114,9 @@ def markdown_table(table: pd.DataFrame) -> str:
         cells = [r["campaign"], r["method"], str(r["seeds"])]
         for c in cols:
             std = r.get(f"{c}_std")
+            if pd.isna(r[c]):  # a statistic this method does not report (e.g. label accuracy)
+                cells.append("–")
+                continue
             cells.append(f"{r[c]:.3g}" + (f" ± {std:.2g}" if pd.notna(std) and std > 0 else ""))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -175,23 +178,26 @@ def plot_training_curves(runs: pd.DataFrame, results_dir: Path, path: Path) -> N
 
 
 def plot_extrapolation(runs: pd.DataFrame, path: Path) -> bool:
-    """rcgdm's sweep: achieved fine-tuning reward and log-likelihood under p_pre against the
-    target value a (in reward standard deviations); False when no run has a sweep."""
+    """rcgdm's sweep against the target value a (in reward standard deviations): achieved
+    fine-tuning reward, log-likelihood under p_pre and, where the domain logs it, sample
+    quality (e.g. molecule validity); False when no run has a sweep."""
     sweeps = []
     for _, run in runs[runs["method"] == "rcgdm"].iterrows():
         log = pd.read_csv(Path(run["run_dir"]) / "train_log.csv")
         sweeps.append(log[log["stage"] == "sweep"].assign(seed=run["seed"]))
     if not sweeps:
         return False
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    columns = {"reward_mean": "mean fine-tuning reward of the samples",
+               "loglik_pretrained": "log-likelihood under p_pre (nats / design)"}  # fmt: skip
+    columns |= {c: f"{c} of the samples" for c in ("validity", "atom_stability") if c in sweeps[0]}
+    fig, axes = plt.subplots(1, len(columns), figsize=(5.5 * len(columns), 4))
     for sweep in sweeps:
-        for ax, column in zip(axes, ("reward_mean", "loglik_pretrained")):
+        for ax, column in zip(axes, columns):
             ax.plot(
                 sweep["target_z"], sweep[column], marker="o", label=f"seed {sweep.seed.iloc[0]}"
             )
-    axes[0].set_ylabel("mean fine-tuning reward of the samples")
-    axes[1].set_ylabel("log-likelihood under p_pre (nats / design)")
-    for ax in axes:
+    for ax, label in zip(axes, columns.values()):
+        ax.set_ylabel(label)
         ax.set_xlabel("target a (reward std above the labelled mean)")
     axes[0].legend()
     _save(fig, path)

@@ -194,10 +194,13 @@ def test_cube_mesh_points_lie_on_its_surface(tmp_path, writer, suffix):
     assert np.array_equal(points, data.load_mesh(path, num_points=6000, seed=1))
 
 
+@pytest.mark.parametrize("writer, suffix", [(_write_ply, ".ply"), (_write_obj, ".obj")])
 @pytest.mark.parametrize(
     "vertices, faces, message",
     [
         (CUBE_VERTICES, [], "empty mesh \\(no faces\\)"),
+        ([(0, 0, 0), (1, 0, 0), (0, float("nan"), 0)], [(0, 1, 2)], "NaN or infinite"),
+        ([(0, 0, 0), (1, 0, 0), (0, float("inf"), 0)], [(0, 1, 2)], "NaN or infinite"),
         ([(0, 0, 0), (1, 0, 0), (2, 0, 0)], [(0, 1, 2)], "zero surface area"),
         (  # three triangles on one edge (a "book" with three pages)
             [(0, 0, 0), (0, 1, 0), (1, 0, 0), (-1, 0, 0), (0, 0, 1)],
@@ -206,9 +209,9 @@ def test_cube_mesh_points_lie_on_its_surface(tmp_path, writer, suffix):
         ),
     ],
 )
-def test_bad_meshes_are_named(tmp_path, vertices, faces, message):
-    path = tmp_path / "bad.ply"
-    _write_ply(path, vertices, faces)
+def test_bad_meshes_are_named(tmp_path, vertices, faces, message, writer, suffix):
+    path = tmp_path / f"bad{suffix}"
+    writer(path, vertices, faces)
     with pytest.raises(UserError, match=message) as err:
         data.load_mesh(path, num_points=10)
     assert str(path) in str(err.value)

@@ -229,3 +229,24 @@ def test_bad_inputs(tmp_path):
         make_oracle("shape", "family_logodds:chair")
     with pytest.raises(UserError, match="no generator loaded"):
         domain.to_designs(torch.zeros(1, 4, 3))
+
+
+def test_pc15k_source(tmp_path):
+    """The ShapeNet PC15k layout through the domain: val → valid, subsampled, named families."""
+    rng = np.random.default_rng(0)
+    for synset in ("03001627", "02691156"):
+        for split in ("train", "val", "test"):
+            folder = tmp_path / "pc15k" / synset / split
+            folder.mkdir(parents=True)
+            for i in range(4 if split == "train" else 2):
+                np.save(folder / f"m{i}.npy", rng.normal(size=(300, 3)).astype(np.float32))
+    params = {"source": "pc15k", "root": str(tmp_path / "pc15k"),
+              "synsets": ["03001627", "02691156"], "points": 128}  # fmt: skip
+    summary = ShapeDomain().prepare(params, tmp_path / "data")
+    assert summary["families"] == ["chair", "airplane"] and summary["num_points"] == 128
+    assert summary["counts"]["train"] == {"chair": 4, "airplane": 4}
+    assert summary["counts"]["valid"] == {"chair": 2, "airplane": 2}
+    points, columns = read_npz(tmp_path / "data/valid.npz")
+    assert points.shape == (4, 128, 3)
+    with pytest.raises(UserError, match="unknown source 'shapenet'"):
+        ShapeDomain().prepare({"source": "shapenet"}, tmp_path / "x")

@@ -10,6 +10,7 @@ from typing import ClassVar
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from molgen import data, metrics
 from molgen import oracles as _oracles  # noqa: F401  (registers the molecule oracles)
@@ -219,61 +220,79 @@ class MoleculeDomain:
         objective: dict,
         reward_model: Path,
         data_dir: Path | None = None,
-        spec: dict | None = None,
+        spec: list[dict] | dict | None = None,
     ) -> LabelCondition:
-        """A property bin as the condition (``ctrl``): bins at the training tertiles of the
-        objective's ``target`` property; p̂(bin | x) = Φ((hi − μ(x))/σ) − Φ((lo − μ(x))/σ) from
-        the regressor ensemble μ at ``reward_model``, σ calibrated by maximum likelihood of the
-        validation molecules' bins (needs ``data_dir``; without it only ``predict`` works).
-        ``spec`` (property, edges) rebuilds a saved condition with another regressor copy."""
+        """Property bins as conditions (``ctrl``): one condition per property of the
+        objective's ``target`` (a name, or a list such as ``[gap, alpha]`` for a joint label
+        over 3 × 3 bins), binned at the training tertiles; p̂(bin | x) = Φ((hi − μ(x))/σ) −
+        Φ((lo − μ(x))/σ) from the regressor ensemble μ at ``reward_model``, σ per property
+        calibrated by maximum likelihood of the validation molecules' bins (needs
+        ``data_dir``; without it only ``predict`` works). ``spec`` (property, edges per
+        condition) rebuilds a saved condition with another regressor copy."""
         model = _oracles.load_regressor(str(reward_model))
+        targets = model.config["targets"]
         if spec is None:
-            prop = objective.get("target")
-            if prop not in model.config["targets"]:
-                raise UserError(
-                    f"ctrl: objective target {prop!r} is not a property of the reward model "
-                    f"({model.config['targets']})"
-                )
+            props = objective.get("target")
+            props = [props] if isinstance(props, str) or props is None else list(props)
+            for prop in props:
+                if prop not in targets:
+                    raise UserError(f"ctrl: objective target {prop!r} is not a property of the "
+                                    f"reward model ({targets})")  # fmt: skip
             _, columns = self.load_split(data_dir, "train")
-            spec = {"property": prop,
-                    "edges": np.quantile(columns[prop], [1 / 3, 2 / 3]).tolist()}  # fmt: skip
-        prop, (low, high) = spec["property"], spec["edges"]
-        k = model.config["targets"].index(prop)
-        mean, std = model.config["mean"][k], model.config["std"][k]
-        edges = torch.tensor([-np.inf, low, high, np.inf])
+            spec = [{"property": p, "edges": np.quantile(columns[p], [1 / 3, 2 / 3]).tolist()}
+                    for p in props]  # fmt: skip
+        spec = [spec] if isinstance(spec, dict) else spec  # one condition (older models)
+        index = [targets.index(s["property"]) for s in spec]
+        scale = torch.tensor([[model.config["std"][k] for k in index]])
+        shift = torch.tensor([[model.config["mean"][k] for k in index]])
+        edges = torch.tensor([[-np.inf, *s["edges"], np.inf] for s in spec])  # (C, 4)
 
-        def mu(x: torch.Tensor) -> torch.Tensor:  # property in its units, differentiable
+        def mu(x: torch.Tensor) -> torch.Tensor:  # (B, C) properties in their units
             out = model.to(x.device)(x)
-            return (out if out.dim() == 1 else out[:, k]) * std + mean
+            out = out[:, None] if out.dim() == 1 else out[:, index]
+            return out * scale.to(x.device) + shift.to(x.device)
 
-        def bin_log_probs(values: torch.Tensor, sigma: float) -> torch.Tensor:  # (B, 3)
-            cdf = torch.special.ndtr((edges.to(values.device) - values[:, None]) / sigma)
-            return torch.log(cdf[:, 1:] - cdf[:, :-1] + 1e-6)
+        def bin_log_probs(values: Tensor, sigma: Tensor, edges: Tensor = edges) -> Tensor:
+            """(B, C) values, (C,) σ, (C, 4) bin edges → (B, C, 3) log p̂(bin)."""
+            z = (edges.to(values.device) - values[..., None]) / sigma.to(values.device)[:, None]
+            cdf = torch.special.ndtr(z)
+            return torch.log(cdf[..., 1:] - cdf[..., :-1] + 1e-6)
 
-        sigma = std
+        def batched_mu(x: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return torch.cat([mu(x[i : i + 256]) for i in range(0, len(x), 256)])
+
+        sigma = scale[0].clone()
         if data_dir is not None:  # calibration on held-out molecules (temperature scaling)
             x_va, col_va = self.load_split(data_dir, "valid")
-            with torch.no_grad():
-                values = torch.cat([mu(x_va[i : i + 256]) for i in range(0, 1000, 256)])
-            bins = torch.bucketize(torch.as_tensor(col_va[prop][: len(values)]), edges[1:-1])
-            grid = std * np.geomspace(0.05, 3.0, 60)
-            nll = [-bin_log_probs(values, g).gather(1, bins[:, None]).mean().item() for g in grid]
-            sigma = float(grid[int(np.argmin(nll))])
+            values = batched_mu(x_va[:1000])
+            for c, s in enumerate(spec):
+                truth = torch.as_tensor(np.asarray(col_va[s["property"]])[: len(values)])
+                bins = torch.bucketize(truth, edges[c, 1:-1])
+                grid = float(scale[0, c]) * np.geomspace(0.05, 3.0, 60)
+                nll = [-bin_log_probs(values[:, c : c + 1], torch.tensor([g]), edges[c : c + 1])
+                       [:, 0].gather(1, bins[:, None]).mean().item() for g in grid]  # fmt: skip
+                sigma[c] = float(grid[int(np.argmin(nll))])
 
         def log_prob(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            return bin_log_probs(mu(x), sigma).gather(1, y[:, :1])[:, 0]
+            """Σ_c log p̂_c(y_c | x): (B,)"""
+            log_p = bin_log_probs(mu(x), sigma)
+            return log_p.gather(2, y[:, :, None].to(log_p.device))[..., 0].sum(1)
 
         def predict(x: torch.Tensor) -> torch.Tensor:
-            with torch.no_grad():
-                values = torch.cat([mu(x[i : i + 256]) for i in range(0, len(x), 256)])
-            return torch.bucketize(values, edges[1:-1].to(values.device))[:, None].cpu()
+            values = batched_mu(x)
+            return torch.stack([torch.bucketize(values[:, c], edges[c, 1:-1].to(values.device))
+                                for c in range(len(spec))], 1).cpu()  # fmt: skip
 
-        unit = data.PROPERTY_UNITS.get(prop, "")
-        classes = [f"{prop} < {low:.4g} {unit}", f"{low:.4g}–{high:.4g}",
-                   f"{prop} > {high:.4g} {unit}"]  # fmt: skip
-        target = classes[0] if objective.get("direction") == "minimize" else classes[-1]
-        return LabelCondition([f"{prop}_bin"], [classes], log_prob, predict, target=[target],
-                              spec=spec)  # fmt: skip
+        names, classes, target = [], [], []
+        for s in spec:
+            prop, (low, high) = s["property"], s["edges"]
+            unit = data.PROPERTY_UNITS.get(prop, "")
+            names.append(f"{prop}_bin")
+            classes.append([f"{prop} < {low:.4g} {unit}", f"{low:.4g}–{high:.4g}",
+                            f"{prop} > {high:.4g} {unit}"])  # fmt: skip
+            target.append(classes[-1][0 if objective.get("direction") == "minimize" else -1])
+        return LabelCondition(names, classes, log_prob, predict, target=target, spec=spec)
 
     def torch_reward_function(self, components: list[dict], reward_model: Path):
         """Dense molecules (n, N_max, 4) → differentiable combined reward (n,) (positions)."""

@@ -165,3 +165,33 @@ def test_data_label_prior_random_cut_and_guided_sampling():
     evaluation = ctrl(task, cfg, condition)
     assert task.generator.config["condition"]["guidance"] == 2.0
     assert evaluation["first"]["accuracy"] > 0.65
+
+
+def test_molecule_ctrl_two_property_conditions(tmp_path):
+    """Two conditions from one regressor (gap and alpha tertile bins, a 3 × 3 joint label):
+    the joint log p̂ is the sum of the single-property ones, predictions have one column per
+    property, the target is the top bin of both, and a saved spec rebuilds the condition."""
+    from molgen.domain import MoleculeDomain
+
+    dom = MoleculeDomain()
+    dom.prepare({"source": "qm9", "max_per_split": 120, "max_atoms": 12}, tmp_path / "data")
+    dom.train_reward({"targets": ["alpha", "gap"], "network": {"mul": 4, "lmax": 1, "layers": 1},
+                      "fit": {"steps": 10, "batch_size": 16, "eval_every": 5}},
+                     tmp_path / "data", tmp_path / "rewards", ("ft",))  # fmt: skip
+    model = tmp_path / "rewards/ft/model.safetensors"
+    both = dom.label_condition({"target": ["gap", "alpha"]}, model, tmp_path / "data")
+    gap = dom.label_condition({"target": "gap"}, model, tmp_path / "data")
+    alpha = dom.label_condition({"target": "alpha"}, model, tmp_path / "data")
+    assert [c.names for c in (both, gap, alpha)] == [["gap_bin", "alpha_bin"], ["gap_bin"],
+                                                     ["alpha_bin"]]  # fmt: skip
+    assert both.num_joint == 9 and both.target_index() == 8
+    x, _ = dom.load_split(tmp_path / "data", "test")
+    x = x[:6]
+    y = torch.tensor([[0, 2], [1, 1], [2, 0], [2, 2], [0, 0], [1, 2]])
+    joint = both.log_prob(x, y)
+    assert torch.allclose(joint, gap.log_prob(x, y[:, :1]) + alpha.log_prob(x, y[:, 1:]))
+    predicted = both.predict(x)
+    assert predicted.shape == (6, 2)
+    assert torch.equal(predicted[:, :1], gap.predict(x))
+    rebuilt = dom.label_condition({}, model, spec=both.spec)
+    assert rebuilt.classes == both.classes and torch.equal(rebuilt.predict(x), predicted)

@@ -121,7 +121,9 @@ def test_snakemake_end_to_end_tiny(tmp_path):
     mol_scores = pd.read_csv(mol / "scores.csv")
     assert len(mol_scores) == 8 and {"xtb:gap", "qed", "property:alpha"} <= set(mol_scores)
     mol_ctrl = json.loads((mol.parent.parent / "ctrl/seed0/metrics.json").read_text())
+    # two conditions at once (alpha and gap bins), each evaluated by the eval regressor
     assert mol_ctrl["label_eval"]["alpha_bin"]["classes"][-1].startswith("alpha >")
+    assert mol_ctrl["label_eval"]["gap_bin"]["classes"][-1].startswith("gap >")
     mol_metrics = json.loads((mol / "metrics.json").read_text())
     for key in ("atom_stability", "molecule_stability", "validity", "novelty", "loglik_pretrained"):
         assert key in mol_metrics

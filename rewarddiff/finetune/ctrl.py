@@ -54,7 +54,7 @@ class LabelCondition:
     predict: Callable[[Tensor], Tensor]
     frequencies: list[list[float]] | None = None  # per condition; None = uniform
     target: list[str] | None = None  # the label sampled at by default afterwards
-    spec: dict | None = None  # domain settings that rebuild it with another classifier copy
+    spec: dict | list | None = None  # domain settings: rebuild it with another classifier copy
 
     @property
     def num_joint(self) -> int:

@@ -281,8 +281,9 @@ class MoleculeDomain:
 
         def predict(x: torch.Tensor) -> torch.Tensor:
             values = batched_mu(x)
-            return torch.stack([torch.bucketize(values[:, c], edges[c, 1:-1].to(values.device))
-                                for c in range(len(spec))], 1).cpu()  # fmt: skip
+            bins = [torch.bucketize(values[:, c].contiguous(), edges[c, 1:-1].to(values.device))
+                    for c in range(len(spec))]  # fmt: skip
+            return torch.stack(bins, 1).cpu()
 
         names, classes, target = [], [], []
         for s in spec:

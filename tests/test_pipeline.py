@@ -31,9 +31,13 @@ def snakemake(tmp_path, *extra):
 def interrupt_when(cmd, env, log, ready, sig) -> float:
     """Run ``cmd`` in its own process group until ``ready()``, then send ``sig`` to the whole
     group (Snakemake and its jobs, as Ctrl-C or a killed session would); returns the time."""
+
+    def default_sigint():  # a background shell starts its children with SIGINT ignored
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
     with open(log, "a") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
+                                start_new_session=True, preexec_fn=default_sigint)  # fmt: skip
         deadline = time.time() + 900
         while proc.poll() is None and not ready() and time.time() < deadline:
             time.sleep(0.5)

@@ -120,3 +120,13 @@ def test_pretraining_is_reproducible_across_processes(tmp_path):
         assert result.returncode == 0, result.stderr
     logs = [pd.read_csv(tmp_path / run / "train_log.partial.csv") for run in "ab"]
     assert logs[0]["loss"].tolist() == logs[1]["loss"].tolist()
+
+
+def test_finetune_help_lists_one_line_per_method():
+    from rewarddiff.finetune import DESCRIPTIONS
+
+    result = cli("finetune", "--help")
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    for method, description in DESCRIPTIONS.items():
+        assert f"  {method:10s} {description}" in lines, method

@@ -88,8 +88,8 @@ def test_cli_plan_prints_the_jobs_and_rejects_bad_sheets(tmp_path):
                  "--config", str(ROOT / "config/demo/config.yaml"))  # fmt: skip
     assert result.returncode == 0, result.stderr
     first = result.stdout.splitlines()[0]
-    assert "32 enabled rows, 225 jobs" in first and "64 finetune" in first
-    assert "results/shape/campaigns/tall_chairs/seiko/seed1" in result.stdout
+    assert "32 enabled rows, 173 jobs" in first and "48 finetune" in first
+    assert "results/shape/campaigns/tall_chairs/seiko/seed0" in result.stdout
     bad = sheet(tmp_path, ["c1\tdna\thepg2_specificity\tmaximize\trgdm\t1\t8\t16\tnope\ttrue"])
     result = cli("campaign", "plan", str(bad), "--config", str(ROOT / "config/demo/config.yaml"))
     assert_one_line_error(result, f"{bad}:3: column eval_oracles: unknown oracle 'nope'")

@@ -28,6 +28,7 @@ from rewarddiff.finetune.ctrl import LabelCondition
 from rewarddiff.generator import condition_network
 from rewarddiff.io import atomic_path, load_tensors, read_json, save_model, write_json
 from rewarddiff.oracles import learned
+from rewarddiff.oracles.base import best_first
 from rewarddiff.oracles.registry import make_oracles
 from rewarddiff.oracles.transforms import differentiable_objective, objective_function
 from rewarddiff.training import TrainConfig, train
@@ -354,7 +355,7 @@ class MoleculeDomain:
             designs = read_molecules(run_dir / "designs.sdf")
             scores = pd.read_csv(run_dir / "scores.csv")["reward_eval"].to_numpy()
             row = []
-            for i in np.argsort(np.where(np.isfinite(scores), -scores, np.inf)):
+            for i in best_first(scores):
                 rd = perceive(designs[i])
                 if rd is not None:
                     row.append((Chem.RemoveHs(rd, sanitize=False), f"{label} {scores[i]:.3g}"))

@@ -18,6 +18,7 @@ from rewarddiff.finetune.ctrl import LabelCondition
 from rewarddiff.generator import MaskedSequenceGenerator, condition_network
 from rewarddiff.io import load_tensors, save_model, write_json
 from rewarddiff.oracles import learned
+from rewarddiff.oracles.base import best_first
 from rewarddiff.oracles.registry import make_oracles
 from rewarddiff.oracles.transforms import differentiable_objective, objective_function
 from rewarddiff.training import TrainConfig, train
@@ -287,7 +288,7 @@ class SequenceDomain:
         for row, (label, run_dir) in enumerate(runs):
             designs = self.read_designs(Path(run_dir) / f"designs{self.design_suffix}")
             scores = pd.read_csv(Path(run_dir) / "scores.csv")["reward_eval"].to_numpy()
-            best = np.argsort(np.where(np.isfinite(scores), -scores, np.inf))[:per_run]
+            best = best_first(scores)[:per_run]
             counts = pd.DataFrame(0.0, index=range(width), columns=list(self.alphabet))
             for i in best:  # letter counts per position (shorter designs end early)
                 for position, letter in enumerate(designs[i][:width]):

@@ -31,7 +31,7 @@ from rewarddiff.finetune.ctrl import LabelCondition
 from rewarddiff.generator import condition_network
 from rewarddiff.io import load_tensors, read_json, save_model, write_json
 from rewarddiff.oracles import learned
-from rewarddiff.oracles.base import FunctionOracle, OracleInfo
+from rewarddiff.oracles.base import FunctionOracle, OracleInfo, best_first
 from rewarddiff.oracles.registry import make_oracles, register_oracle
 from rewarddiff.oracles.transforms import differentiable_objective, objective_function
 from rewarddiff.training import TrainConfig, train
@@ -590,7 +590,7 @@ class ShapeDomain:
         for label, run_dir in runs:
             designs = self.read_designs(Path(run_dir) / f"designs{self.design_suffix}")
             scores = pd.read_csv(Path(run_dir) / "scores.csv")["reward_eval"].to_numpy()
-            best = np.argsort(np.where(np.isfinite(scores), -scores, np.inf))[:per_run]
+            best = best_first(scores)[:per_run]
             empty = per_run - len(best)  # NaN panels stay blank
             panels += [designs[best], np.full((empty, *designs.shape[1:]), np.nan, np.float32)]
             titles += [f"{label} {scores[i]:.3g}" for i in best] + [""] * empty

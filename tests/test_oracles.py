@@ -108,3 +108,9 @@ def test_reward_ensemble_round_trip_and_celltype_oracles(tiny_classifier):
     assert np.allclose(logodds, np.log(prob / (1 - prob)), atol=1e-4)
     with pytest.raises(UserError, match="unknown class 'liver'"):
         registry.make_oracle("dna", "celltype_prob:liver", reward_model=path)
+
+
+def test_best_first_orders_high_to_low_with_nan_last():
+    from rewarddiff.oracles.base import best_first
+
+    assert best_first(np.array([0.5, np.nan, 2.0, 0.5, -1.0])).tolist() == [2, 0, 3, 4, 1]

@@ -18,7 +18,7 @@ from torch import Tensor
 from rewarddiff import UserError
 from rewarddiff.generator import MaskedSequenceGenerator
 from rewarddiff.io import atomic_path, flatten_state, load_tensors, save_tensors, unflatten_state
-from rewarddiff.oracles.base import summarize_scores
+from rewarddiff.oracles.base import best_first, summarize_scores
 
 FINAL_SAMPLES = 64  # designs drawn from a finished model for its final log row
 
@@ -200,5 +200,5 @@ def write_rows(path: Path, rows: list[dict]) -> None:
 
 def top_k(x: Tensor, rewards: np.ndarray, k: int) -> tuple[Tensor, np.ndarray]:
     """The k designs with the highest finite reward (NaN ranks last)."""
-    order = np.argsort(np.where(np.isfinite(rewards), -rewards, np.inf), kind="stable")[:k]
+    order = best_first(rewards)[:k]
     return x[torch.as_tensor(order)], rewards[order]

@@ -11,6 +11,11 @@ import numpy as np
 Direction = Literal["maximize", "minimize", "target"]
 
 
+def best_first(scores: np.ndarray) -> np.ndarray:
+    """Indices of ``scores`` (n,) from the highest to the lowest, NaN last (stable on ties)."""
+    return np.argsort(np.where(np.isfinite(scores), -scores, np.inf), kind="stable")
+
+
 def summarize_scores(values: np.ndarray) -> dict:
     """Mean, top-10 % mean and max of the finite scores, and how many failed (NaN): floats are
     NaN when no score is finite."""

@@ -41,12 +41,15 @@ class GaussianVectorGenerator(NetworkGenerator):
     config: dict = field(default_factory=dict)  # rebuilds ``net`` (saved with the weights)
     num_labels: int = 0  # class labels 0..num_labels − 1; index num_labels = no label (CFG)
     sampler: str = "ddpm"  # or "ddim" (deterministic, η = 0) for plain sampling
+    prediction: str = "epsilon"  # what the network outputs: ε, or v (then ε = α_t v + σ_t x_t)
 
     def __post_init__(self):
         if self.diffusion.project is not None:
             raise ValueError("GaussianVectorGenerator needs a diffusion without projection")
         if self.sampler not in ("ddpm", "ddim"):
             raise ValueError(f"unknown sampler {self.sampler!r}; expected 'ddpm' or 'ddim'")
+        if self.prediction not in ("epsilon", "v"):
+            raise ValueError(f"unknown prediction {self.prediction!r}; expected 'epsilon' or 'v'")
         self.shape = tuple(self.shape)
 
     @property
@@ -70,14 +73,15 @@ class GaussianVectorGenerator(NetworkGenerator):
         self, x: Tensor, t: Tensor | int, label: Tensor | None = None, guidance: float = 0.0
     ) -> Tensor:
         """ε̂ (B, *shape) at integer steps t (scalar or (B,)) for x (B, *shape)."""
-        tt = torch.as_tensor(t, dtype=torch.float32, device=x.device).expand(len(x))
-        tt = tt / self.diffusion.num_steps
-        eps = self.net(x, tt, label)
+        steps = torch.as_tensor(t, device=x.device).expand(len(x))
+        tt = steps.float() / self.diffusion.num_steps
+        out = self.net(x, tt, label)
         if guidance and label is not None:
-            # classifier-free guidance: ε = (1 + w)·ε(label) − w·ε(no label)
+            # classifier-free guidance: out = (1 + w)·out(label) − w·out(no label); ε is affine
+            # in the output with weights summing to 1, so guiding v guides ε alike
             uncond = self.net(x, tt, null_label(label, self.num_labels))
-            eps = (1 + guidance) * eps - guidance * uncond
-        return eps
+            out = (1 + guidance) * out - guidance * uncond
+        return out if self.prediction == "epsilon" else self.diffusion.eps_from_v(x, steps, out)
 
     # ----- sampling -------------------------------------------------------------------------
     def _chain(

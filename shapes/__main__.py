@@ -30,7 +30,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--emd-points", type=int, default=512, help="random points per set for EMD")
     p.add_argument("--seed", type=int, default=0, help="seed of the EMD point subsets")
-    p.add_argument("--device", default="cpu", help="torch device of the Sinkhorn EMD")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device of Chamfer (k-d trees on cpu) and the Sinkhorn EMD",
+    )
     return parser
 
 

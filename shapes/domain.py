@@ -74,7 +74,7 @@ def _procedural(params: dict, num_points: int) -> dict[str, data.ShapeSet]:
 
 def _pc15k(params: dict, num_points: int) -> dict[str, data.ShapeSet]:
     """ShapeNetCore.v2.PC15k (``root``, ``synsets``, ``max_per_synset``), each set cut to
-    ``num_points`` random points of its 15,000."""
+    ``num_points`` random points of its 15,000 (all of them when it has fewer)."""
     if "root" not in params or "synsets" not in params:
         raise UserError("data: source 'pc15k' needs keys 'root' and 'synsets'")
     out = {}
@@ -82,7 +82,8 @@ def _pc15k(params: dict, num_points: int) -> dict[str, data.ShapeSet]:
         shapes = data.load_pc15k(
             params["root"], params["synsets"], folder, params.get("max_per_synset")
         )
-        shapes.points = data.subsample(shapes.points, num_points, params.get("seed", 0))
+        if shapes.points.shape[1] > num_points:
+            shapes.points = data.subsample(shapes.points, num_points, params.get("seed", 0))
         out[split] = shapes
     return out
 
@@ -139,6 +140,15 @@ def _pick(count: int, n: int, seed: int) -> np.ndarray:
     """``min(n, count)`` distinct indices into ``range(count)``, seeded: a family-balanced
     subset of a prepared split, whose shapes are ordered by family."""
     return np.sort(np.random.default_rng(seed).permutation(count)[:n])
+
+
+def random_points(x: Tensor, num_points: int) -> Tensor:
+    """(B, num_points, 3): a random subset of each set's points x (B, S, 3), drawn without
+    replacement from the global torch RNG; x itself when S = num_points."""
+    if x.shape[1] == num_points:
+        return x
+    chosen = torch.rand(x.shape[:2]).argsort(1)[:, :num_points]
+    return x.gather(1, chosen[..., None].expand(-1, -1, 3))
 
 
 def mean_pairwise_cd(designs: np.ndarray) -> float:
@@ -263,15 +273,26 @@ class ShapeDomain:
 
     # ----- data ----------------------------------------------------------------------------
     def prepare(self, params: dict, out_dir: Path) -> dict:
-        """``{train,valid,test}.npz`` (world-unit points (n, N, 3), score arrays ``family``
+        """``{train,valid,test}.npz`` (world-unit points (n, S, 3), score arrays ``family``
         (index into ``families``), the generating labels, ``half`` (train: 0 = ft, 1 = eval)),
         ``normalization.json`` (train mean/std) and ``dataset.json`` (the summary returned).
+        S = ``stored_points`` (default 15,000, as PC15k; at most what a PC15k file holds) per
+        shape are stored; models work on ``points`` (N) of them: pretraining draws a fresh
+        random N each batch, every other consumer a fixed subset (:meth:`load_split`).
         ``unit_box: true`` first scales every shape into [-1, 1]³ (the designs' units then)."""
         source = params.get("source", "procedural")
         if source not in SOURCES:
             raise UserError(f"data: unknown source {source!r} (known: {', '.join(SOURCES)})")
         num_points = params.get("points", 2048)
-        sets = SOURCES[source](params, num_points)
+        stored = params.get("stored_points", 15_000)
+        if stored < num_points:
+            raise UserError(f"data: stored_points ({stored}) is below points ({num_points})")
+        sets = SOURCES[source](params, stored)
+        stored = sets["train"].points.shape[1]
+        if stored < num_points:
+            raise UserError(
+                f"data: the shapes have {stored} points, fewer than points = {num_points}"
+            )
         if params.get("unit_box", False):
             for shapes in sets.values():
                 shapes.points = data.Normalization.unit_box(shapes.points).apply(shapes.points)
@@ -290,6 +311,7 @@ class ShapeDomain:
             "source": source,
             "families": families,
             "num_points": num_points,
+            "stored_points": stored,
             "unit_box": bool(params.get("unit_box", False)),
             "counts": {
                 s: dict(
@@ -301,12 +323,18 @@ class ShapeDomain:
         write_json(out_dir / "dataset.json", summary)
         return summary
 
-    def load_split(self, data_dir: Path, split: str) -> tuple[Tensor, pd.DataFrame]:
-        """**Normalised** points (n, N, 3) float32 of a prepared split and its labels (one row
-        per shape; ``family`` is the family name)."""
+    def load_split(
+        self, data_dir: Path, split: str, all_points: bool = False
+    ) -> tuple[Tensor, pd.DataFrame]:
+        """**Normalised** points (n, N, 3) float32 of a prepared split — the working N of each
+        shape's stored points (a fixed random subset), or all S of them with ``all_points`` —
+        and its labels (one row per shape; ``family`` is the family name)."""
         data_dir = Path(data_dir)
         points, columns = read_npz(data_dir / f"{split}.npz")
-        families = read_json(data_dir / "dataset.json")["families"]
+        summary = read_json(data_dir / "dataset.json")
+        families = summary["families"]
+        if not all_points and points.shape[1] > summary["num_points"]:
+            points = data.subsample(points, summary["num_points"], SPLITS.index(split))
         labels = pd.DataFrame(columns)
         labels["family"] = [families[int(i)] for i in columns["family"]]
         if "half" in labels:
@@ -434,7 +462,8 @@ class ShapeDomain:
         """Gaussian DDPM over (``num_points``, 3) normalised point sets: polynomial schedule of
         ``diffusion_steps``, DDPM (ancestral) or DDIM (``sampler``) sampling in
         ``sampling_steps``, a PointDenoiser of
-        ``network``; ``normalization`` (the data's) becomes the domain's world frame."""
+        ``network`` that predicts v (``prediction``, default; or ε); ``normalization`` (the
+        data's) becomes the domain's world frame."""
         net_cfg = dataclass_from(PointDenoiserConfig, params.get("network"), "pretrain.network")
         config = {
             "network": net_cfg.to_dict(),
@@ -442,6 +471,7 @@ class ShapeDomain:
             "sampling_steps": params.get("sampling_steps", 100),
             "sample_batch": params.get("sample_batch", 64),
             "sampler": params.get("sampler", "ddpm"),
+            "prediction": params.get("prediction", "v"),
             "num_points": params["num_points"],
             "normalization": params["normalization"],
             "domain": self.name,
@@ -456,6 +486,7 @@ class ShapeDomain:
             config,
             net_cfg.num_labels,
             config["sampler"],
+            config["prediction"],
         )
 
     def pretrain(
@@ -464,17 +495,19 @@ class ShapeDomain:
         """Train with EMA (:func:`rewarddiff.training.train`), save ``model.safetensors``;
         returns the validation ELBO (nats per shape and per point, normalised coordinates) of
         ``loglik_shapes`` valid shapes and CD-based MMD/COV/1-NNA of ``eval_samples`` samples
-        against as many valid shapes (world units; 0 skips them)."""
-        x, _ = self.load_split(data_dir, "train")
+        against as many valid shapes (world units; 0 skips them). Each batch takes a fresh
+        random subset of the working point count from each shape's stored points."""
+        x, _ = self.load_split(data_dir, "train", all_points=True)
+        num_points = read_json(Path(data_dir) / "dataset.json")["num_points"]
         norm = self._data_normalization(data_dir).to_dict()
-        gen = self.build_generator(params | {"num_points": x.shape[1], "normalization": norm})
+        gen = self.build_generator(params | {"num_points": num_points, "normalization": norm})
         gen.net.to(resolve_device(params.get("device", "auto")))
         cfg = dataclass_from(TrainConfig, params.get("train"), "pretrain.train")
         # t and noise are drawn from the global RNG, whose state the checkpoint saves
         ema = train(
             gen.net,
             lambda net, batch: gen.loss(batch),
-            lambda idx: x[idx],
+            lambda idx: random_points(x[idx], num_points),
             len(x),
             cfg,
             out_dir,

@@ -3,7 +3,9 @@
 Distances between two point sets x, y of N points each (coordinates in the data's units):
 
 * **CD** (Chamfer, as PointFlow/PVD): mean_x min_y |x−y|² + mean_y min_x |x−y|² — squared
-  units. Nearest neighbours by k-d tree (scipy ``cKDTree``), exact.
+  units, exact. Nearest neighbours by k-d tree (scipy ``cKDTree``) on the CPU, or by batched
+  brute force in torch (``torch.cdist`` over blocks of shape pairs) on a CUDA ``device``; the
+  two agree to float32 rounding (``benchmarks/shape_metrics.py`` times both).
 * **EMD**: the mean Euclidean distance between matched points under the optimal one-to-one
   matching that minimises the sum of Euclidean distances (the PointFlow/PVD convention: their
   approximate-matching EMD divided by N) — plain units, computed on ``points`` random points of
@@ -46,6 +48,7 @@ SINKHORN_SCALING = 0.7  # ε annealing factor per iteration, from the largest di
 SINKHORN_TOL = 0.05  # stop when every row marginal is within 5 % of 1/N
 SINKHORN_MAX_ITERS = 1000
 SINKHORN_CHUNK = 2**24  # cost-matrix entries per batch of pairs
+CHAMFER_CHUNK = 2**26  # point-distance entries per block of shape pairs (torch Chamfer)
 
 
 def _check_sets(a, b, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
@@ -65,8 +68,13 @@ def _workers(workers: int | None) -> int:
 
 
 # ----- Chamfer distance --------------------------------------------------------------------------
-def _directed_nn(a: np.ndarray, b: np.ndarray, power: int, workers: int | None) -> np.ndarray:
-    """(n, m): mean over the points of a[i] of (distance to the nearest point of b[j])**power."""
+def _directed_nn(
+    a: np.ndarray, b: np.ndarray, power: int, workers: int | None, device: str = "cpu"
+) -> np.ndarray:
+    """(n, m): mean over the points of a[i] of (distance to the nearest point of b[j])**power;
+    k-d trees on the CPU, :func:`directed_nn_torch` on any other torch device."""
+    if torch.device(device).type != "cpu":
+        return directed_nn_torch(a, b, power, device)
     queries = a.reshape(-1, 3).astype(np.float64)
     out = np.empty((len(a), len(b)))
     for j, shape in enumerate(b):
@@ -75,10 +83,27 @@ def _directed_nn(a: np.ndarray, b: np.ndarray, power: int, workers: int | None) 
     return out
 
 
-def pairwise_cd(a, b, workers: int | None = None) -> np.ndarray:
-    """Chamfer distances (n, m) between a (n, N, 3) and b (m, N, 3), in squared units."""
+def directed_nn_torch(a: np.ndarray, b: np.ndarray, power: int, device: str) -> np.ndarray:
+    """Batched brute-force :func:`_directed_nn` on a torch ``device``: blocks of (a[i], b[j])
+    pairs of at most ``CHAMFER_CHUNK`` point distances, each one (block, N, N) ``cdist``
+    (entry by entry, no matmul trick, so small distances keep float32 precision)."""
+    x, y = torch.as_tensor(a, device=device), torch.as_tensor(b, device=device)
+    n, m, points = len(x), len(y), x.shape[1]
+    out = torch.empty(n * m, dtype=torch.float64, device=device)
+    step = max(1, CHAMFER_CHUNK // (points * y.shape[1]))
+    for start in range(0, n * m, step):
+        pair = torch.arange(start, min(start + step, n * m), device=device)
+        i, j = pair // m, pair % m
+        dist = torch.cdist(x[i], y[j], compute_mode="donot_use_mm_for_euclid_dist")
+        out[start : start + len(i)] = dist.amin(2).double().pow(power).mean(1)
+    return out.view(n, m).cpu().numpy()
+
+
+def pairwise_cd(a, b, workers: int | None = None, device: str = "cpu") -> np.ndarray:
+    """Chamfer distances (n, m) between a (n, N, 3) and b (m, N, 3), in squared units (k-d
+    trees on the CPU, batched torch on another ``device``)."""
     a, b = _check_sets(a, b, ("a", "b"))
-    return _directed_nn(a, b, 2, workers) + _directed_nn(b, a, 2, workers).T
+    return _directed_nn(a, b, 2, workers, device) + _directed_nn(b, a, 2, workers, device).T
 
 
 # ----- earth mover's distance ----------------------------------------------------------------
@@ -249,7 +274,8 @@ def compute_all_metrics(
     device: str = "cpu",
 ) -> dict:
     """MMD, COV and 1-NNA with CD (all points) and EMD (``emd_points`` random points, exact or
-    Sinkhorn) of generated (n, N, 3) against reference (m, N, 3).
+    Sinkhorn) of generated (n, N, 3) against reference (m, N, 3). ``device``: where Chamfer
+    (torch on a non-CPU device) and Sinkhorn run.
 
     Keys: ``mmd_cd`` (squared units), ``cov_cd``, ``nna_cd``, ``mmd_emd`` (units), ``cov_emd``,
     ``nna_emd`` (fractions in [0, 1]), ``emd_method``, ``emd_points``, ``emd_pairs_solved``,
@@ -259,7 +285,7 @@ def compute_all_metrics(
     _check_emd_args(emd_method, emd_points, device)
     n = len(generated)
     union = np.concatenate([generated, reference])
-    directed = _directed_nn(union, union, 2, workers)
+    directed = _directed_nn(union, union, 2, workers, device)
     mmd_cd, cov_cd, nna_cd = protocol_metrics(directed + directed.T, n)
     sets = _subsampled_union(generated, reference, emd_points, seed)
     emd, solved = _nearest_neighbour_emd(sets, n, emd_method, workers, device)

@@ -15,7 +15,8 @@ from shapes.data import Normalization
 from shapes.domain import SHAPE, ShapeDomain
 from shapes.io import read_npz
 
-DATA = {"per_family": {"train": 8, "valid": 3, "test": 3}, "points": 64, "seed": 0}
+DATA = {"per_family": {"train": 8, "valid": 3, "test": 3}, "points": 64, "stored_points": 160,
+        "seed": 0}  # fmt: skip
 NET = {"hidden": 16, "layers": 1, "k": 8, "heads": 2}
 REWARD = {"network": NET, "fit": {"steps": 30, "batch_size": 16, "eval_every": 15}}
 PRETRAIN = {
@@ -75,15 +76,22 @@ def test_prepare_and_load_split(prepared, tmp_path):
     assert summary["counts"]["test"]["lamp"] == 3
     x, labels = SHAPE.load_split(data_dir, "train")
     assert x.shape == (32, 64, 3) and x.dtype == torch.float32
-    flat = x.reshape(-1, 3).double()
-    assert flat.mean(0).abs().max() < 1e-4  # per-axis mean 0
+    assert summary["stored_points"] == 160 and summary["num_points"] == 64
+    # the working points are a fixed subset of the stored ones
+    stored, _ = SHAPE.load_split(data_dir, "train", all_points=True)
+    assert stored.shape == (32, 160, 3)
+    assert torch.equal(SHAPE.load_split(data_dir, "train")[0], x)
+    is_stored = (x[:, :, None] == stored[:, None]).all(-1).any(-1)
+    assert is_stored.all()
+    flat = stored.reshape(-1, 3).double()
+    assert flat.mean(0).abs().max() < 1e-4  # per-axis mean 0 over the stored train points
     assert set(labels["family"]) == set(summary["families"])
     assert (labels.groupby("family")["half"].sum() == 4).all()  # two equal halves per family
     assert labels.loc[labels["family"] == "chair", "seat_height"].between(0.4, 0.5).all()
     # files hold world units (metres): the normalised split inverts onto them
     world, _ = read_npz(data_dir / "train.npz")
     norm = Normalization.from_dict(read_json(data_dir / "normalization.json"))
-    assert np.allclose(norm.invert(x.numpy()), world, atol=1e-5)
+    assert np.allclose(norm.invert(stored.numpy()), world, atol=1e-5)
     # PVD's scale: the std of every raw coordinate taken together (so normalised std < 1)
     assert np.isclose(norm.scale, world.astype(np.float64).std(), rtol=1e-6)
     assert 0.5 < flat.std() <= 1
@@ -167,7 +175,7 @@ def test_rewards_score_world_units(prepared, rewards, pretrained):
     numpy_reward = SHAPE.reward_function(components, model)(x)
     torch_reward = SHAPE.torch_reward_function(components, model)(x)
     assert np.allclose(torch_reward.detach().numpy(), numpy_reward, atol=1e-4)
-    world, _ = read_npz(data_dir / "valid.npz")
+    world = SHAPE.to_designs(x)
     height = SHAPE.reward_function([{"oracle": "height"}], model)(x)
     assert np.allclose(height, oracles.height(world), atol=1e-4)
     assert SHAPE.score(world, ["height"])["height"].shape == (12,)
@@ -219,6 +227,8 @@ def test_bad_inputs(tmp_path):
         domain.prepare({"source": "pc15k"}, tmp_path)
     with pytest.raises(UserError, match="not a directory"):
         domain.prepare({"source": "mesh", "root": str(tmp_path / "none")}, tmp_path)
+    with pytest.raises(UserError, match=r"stored_points \(100\) is below points \(128\)"):
+        domain.prepare({"points": 128, "stored_points": 100}, tmp_path)
     with pytest.raises(UserError, match="unknown shape families"):
         domain.prepare({"families": ["sofa"], "per_family": {"train": 1}}, tmp_path)
     with pytest.raises(UserError, match="train.npz: file not found"):
@@ -244,9 +254,15 @@ def test_pc15k_source(tmp_path):
               "synsets": ["03001627", "02691156"], "points": 128}  # fmt: skip
     summary = ShapeDomain().prepare(params, tmp_path / "data")
     assert summary["families"] == ["chair", "airplane"] and summary["num_points"] == 128
+    assert summary["stored_points"] == 300  # all of each file's points (15,000 in PC15k)
     assert summary["counts"]["train"] == {"chair": 4, "airplane": 4}
     assert summary["counts"]["valid"] == {"chair": 2, "airplane": 2}
     points, columns = read_npz(tmp_path / "data/valid.npz")
-    assert points.shape == (4, 128, 3)
+    assert points.shape == (4, 300, 3)
+    params["stored_points"] = 200
+    assert ShapeDomain().prepare(params, tmp_path / "data200")["stored_points"] == 200
+    assert read_npz(tmp_path / "data200/valid.npz")[0].shape == (4, 200, 3)
+    with pytest.raises(UserError, match="fewer than points = 512"):
+        ShapeDomain().prepare(params | {"points": 512, "stored_points": 15000}, tmp_path / "y")
     with pytest.raises(UserError, match="unknown source 'shapenet'"):
         ShapeDomain().prepare({"source": "shapenet"}, tmp_path / "x")

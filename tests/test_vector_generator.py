@@ -219,6 +219,53 @@ def test_draft_runs_on_a_gaussian_generator(normal_1d):
     assert task.rows[-1]["path_kl"] > 0
 
 
+class Zero(nn.Module):
+    """A network that outputs zeros plus an optional fixed error (B, *shape)."""
+
+    def __init__(self, error: torch.Tensor | None = None):
+        super().__init__()
+        self.error = error
+        self.unused = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, t, label=None):
+        return torch.zeros_like(x) if self.error is None else self.error.expand_as(x)
+
+
+def test_v_prediction_is_exact_for_normal_data_and_damps_early_errors():
+    """For N(0, I) data E[v | x_t] = α_t σ_t x_t − σ_t α_t x_t = 0: a zero v-network is the
+    exact denoiser (ε = σ_t x_t), scores and samples N(0, 1). An output error δ on the first
+    coarse step T → s moves an ε-network's mean by σ²_{t|s}/(σ_t α_{t|s})·δ but a v-network's
+    by α_t times that: the v-network's early steps do not amplify its error."""
+    base = make((2,), None, s=1e-2, sampling_steps=T, sample_batch=4096)
+    exact = dataclasses.replace(base, net=ExactNormal(base.diffusion.alpha_bar))
+    zero_v = dataclasses.replace(base, net=Zero(), prediction="v")
+    x, t = torch.randn(64, 2, generator=seeded(0)), torch.randint(0, T + 1, (64,))
+    torch.testing.assert_close(zero_v._eps(x, t), exact._eps(x, t))
+    held = torch.randn(2000, 2, generator=seeded(1))
+    torch.testing.assert_close(
+        zero_v.log_likelihood(held, num_t=8, generator=seeded(2)),
+        exact.log_likelihood(held, num_t=8, generator=seeded(2)),
+    )
+    samples = zero_v.sample(4000, seeded(3))[0]
+    assert abs(samples.mean().item()) < 0.05 and abs(samples.std().item() - 1) < 0.05
+
+    coarse = make((2,), None, sampling_steps=5)  # s = 1e-5: α_T ≈ 0.003
+    delta = torch.full((1, 2), 0.05)
+    t, s = coarse.diffusion.timesteps(5)[:2]
+
+    def mean_shift(prediction):
+        good = dataclasses.replace(coarse, net=Zero(), prediction=prediction)
+        bad = dataclasses.replace(coarse, net=Zero(delta), prediction=prediction)
+        means = [coarse.diffusion.posterior_mean_var(x, t, s, g._eps(x, t))[0] for g in (good, bad)]
+        return (means[1] - means[0]).abs().max().item()
+
+    alpha_t = coarse.diffusion.signal(torch.tensor([t])).item()
+    assert mean_shift("epsilon") > 0.5  # 0.05 amplified ten-fold in one step
+    assert mean_shift("v") == pytest.approx(alpha_t * mean_shift("epsilon"), rel=1e-3)
+    with pytest.raises(ValueError, match="unknown prediction"):
+        dataclasses.replace(base, prediction="x0")
+
+
 def test_ddim_sampler_keeps_the_fit(normal_1d):
     """DDIM (η = 0): no path KL, reproducible for a seed, and the fitted N(0, 1) survives
     sampling in 20 deterministic steps."""

@@ -104,6 +104,14 @@ class GaussianDiffusion:
         ab = self._at(t, x_t)
         return (x_t - (1 - ab).sqrt().to(x_t.dtype) * eps) / ab.sqrt().to(x_t.dtype)
 
+    def eps_from_v(self, x_t: Tensor, t: Tensor | int, v: Tensor) -> Tensor:
+        """eps = alpha_t v + sigma_t x_t for a v-prediction v = alpha_t eps - sigma_t x0
+        (Salimans & Ho 2022); x_t, v (B, ...), t (B,). Near t = T (alpha_t -> 0) the eps of a
+        v-network is x_t plus alpha_t times its error, so coarse early sampling steps do not
+        amplify the network's error as they do for a direct eps-prediction."""
+        ab = self._at(t, x_t)
+        return ab.sqrt().to(x_t.dtype) * v + (1 - ab).sqrt().to(x_t.dtype) * x_t
+
     def posterior_mean_var(
         self, x_t: Tensor, t: Tensor | int, s: Tensor | int, eps: Tensor
     ) -> tuple[Tensor, Tensor]:

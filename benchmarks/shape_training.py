@@ -35,6 +35,7 @@ from rewarddiff import campaign
 from rewarddiff.io import read_json
 from shapes import data, metrics, oracles
 from shapes.domain import SHAPE, random_points
+from shapes.io import read_npz
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,16 +66,25 @@ def seconds_per_step(params: dict, data_dir: Path, device: str, steps: int = 10)
     return (time.perf_counter() - start) / steps
 
 
-def quality(designs: np.ndarray, data_dir: Path, n: int, device: str) -> dict:
-    reference = SHAPE.load_split(data_dir, "test")[0]
+def quality(designs: np.ndarray, data_dir: Path, n: int, device: str, emd: bool) -> dict:
+    """MMD/COV/1-NNA of ``n`` designs against ``n`` test shapes (CD; EMD too with ``emd``) and
+    the median robust height of designs and test shapes."""
+    reference = read_npz(data_dir / "test.npz")[0]  # world units
     picked = np.random.default_rng(0).permutation(len(reference))[:n]
-    out = metrics.compute_all_metrics(
-        designs[:n], SHAPE.to_designs(reference[picked]), emd_points=512, device=device
-    )
+    generated = designs[:n]
+    reference = data.subsample(reference[picked], designs.shape[1], seed=1)
+    if emd:
+        out = metrics.compute_all_metrics(generated, reference, emd_points=512, device=device)
+    else:
+        union = np.concatenate([generated, reference])
+        directed = metrics._directed_nn(union, union, 2, None, device)
+        cd = metrics.protocol_metrics(directed + directed.T, len(generated))
+        out = dict(zip(("mmd_cd", "cov_cd", "nna_cd"), cd))
     out["height_median"] = float(np.nanmedian(oracles.height(designs)))
-    out["height_test_median"] = float(np.median(oracles.height(SHAPE.to_designs(reference))))
-    return {k: out[k] for k in ("mmd_cd", "cov_cd", "nna_cd", "mmd_emd", "cov_emd", "nna_emd",
-                                "height_median", "height_test_median")}  # fmt: skip
+    out["height_test_median"] = float(np.median(oracles.height(reference)))
+    keys = ("mmd_cd", "cov_cd", "nna_cd", "mmd_emd", "cov_emd", "nna_emd", "height_median",
+            "height_test_median")  # fmt: skip
+    return {k: out[k] for k in keys if k in out}
 
 
 def main() -> None:
@@ -89,6 +99,8 @@ def main() -> None:
     parser.add_argument("--sampling-steps", type=int, default=100)
     parser.add_argument("--finetune-steps", type=int, default=20)
     parser.add_argument("--network", type=json.loads, default=None, help="override, JSON")
+    parser.add_argument("--pretrained", type=Path, help="a checkpoint: skip pretraining")
+    parser.add_argument("--no-emd", action="store_true", help="CD metrics only (EMD: CPU-bound)")
     args = parser.parse_args()
     torch.set_float32_matmul_precision("high")  # TF32 matrix products on Ampere and later
     out = args.out
@@ -98,7 +110,7 @@ def main() -> None:
         "cpu_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "settings": vars(args) | {"out": str(out)},
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
     }
 
     def save():
@@ -119,6 +131,16 @@ def main() -> None:
     if args.network:
         params["network"] = params["network"] | args.network
     params["eval_samples"] = 0
+    checkpoint = args.pretrained or out / "pretrained" / "model.safetensors"
+    if args.pretrained is None:
+        pretrain(params, data_dir, out, args, results)
+        save()
+        print(json.dumps(results, indent=2), flush=True)
+    sample_and_finetune(checkpoint, data_dir, out, args, results, save)
+
+
+def pretrain(params: dict, data_dir: Path, out: Path, args, results: dict) -> None:
+    """As many steps of the config's training as fit in ``args.minutes`` (timed first)."""
     step_s = seconds_per_step(params, data_dir, args.device)
     steps = max(20, int(args.minutes * 60 / step_s))
     params["train"] = params["train"] | {
@@ -136,10 +158,11 @@ def main() -> None:
     results["pretrain_s"] = time.perf_counter() - start
     if args.device.startswith("cuda"):
         results["pretrain_peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
-    save()
-    print(json.dumps(results, indent=2), flush=True)
 
-    gen = SHAPE.load_generator(out / "pretrained" / "model.safetensors", args.device)
+
+def sample_and_finetune(checkpoint: Path, data_dir: Path, out: Path, args, results, save):
+    """Sampling throughput and quality, Chamfer timings, then a short draft run."""
+    gen = SHAPE.load_generator(checkpoint, args.device)
     sync(args.device)
     start = time.perf_counter()
     x, _ = gen.sample(args.samples, torch.Generator().manual_seed(0))
@@ -147,7 +170,10 @@ def main() -> None:
     results["sample_shapes_per_s"] = args.samples / (time.perf_counter() - start)
     designs = SHAPE.to_designs(x)
     np.savez_compressed(out / "pretrained_samples.npz", points=designs)
-    results["pretrained_quality"] = quality(designs, data_dir, args.samples, args.device)
+    save()
+    results["pretrained_quality"] = quality(
+        designs, data_dir, args.samples, args.device, not args.no_emd
+    )
     save()
     print(json.dumps(results["pretrained_quality"], indent=2), flush=True)
 
@@ -173,12 +199,14 @@ def main() -> None:
     ft_params = {"batch_size": 16, "grad_steps": 5, "kl_weight": 0.01, "lr": 1e-4,
                  "log_every": 5, "oracle_budget": 16 * args.finetune_steps}  # fmt: skip
     start = time.perf_counter()
-    campaign.finetune("shape", "draft", ft_params, objective, out / "pretrained" /
-                      "model.safetensors", None, data_dir, 0, out / "draft")  # fmt: skip
+    campaign.finetune("shape", "draft", ft_params, objective, checkpoint, None, data_dir, 0,
+                      out / "draft")  # fmt: skip
     results["draft_s"] = time.perf_counter() - start
     tuned = SHAPE.load_generator(out / "draft" / "model.safetensors", args.device)
     x, _ = tuned.sample(args.samples, torch.Generator().manual_seed(0))
-    results["draft_quality"] = quality(SHAPE.to_designs(x), data_dir, args.samples, args.device)
+    results["draft_quality"] = quality(
+        SHAPE.to_designs(x), data_dir, args.samples, args.device, not args.no_emd
+    )
     save()
     print(json.dumps(results, indent=2), flush=True)
 

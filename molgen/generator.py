@@ -266,7 +266,10 @@ class MoleculeGenerator(NetworkGenerator):
                 else:
                     eps = self._eps(self.net, state, t_vec, batch, edges, label, guidance)
                 noise = self._noise(state, batch, generator)
-                if self.sampler == "ddim":
+                plain = reference is None and not grad_steps and trajectory is None
+                if self.sampler == "ddim" and plain:
+                    # plain sampling only: KLs, gradients and trajectories (ddpo's per-step
+                    # densities) need the Gaussian steps
                     state = self.diffusion.ddim_step(state, t, s, eps, 0.0, batch, noise=noise)
                     continue
                 new, mean, var = self.diffusion.ddpm_step(state, t, s, eps, batch, noise=noise)

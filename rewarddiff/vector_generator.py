@@ -115,11 +115,11 @@ class GaussianVectorGenerator(NetworkGenerator):
                 else:
                     eps = self._eps(x, t, label, guidance)
                 noise = self._randn(x.shape, generator)  # zeroed by ddpm_step when s = 0
-                if self.sampler == "ddim" and reference is None and not grad_steps:
-                    # plain sampling only: the KL and gradient paths need the Gaussian steps
+                plain = reference is None and not grad_steps and trajectory is None
+                if self.sampler == "ddim" and plain:
+                    # plain sampling only: KLs, gradients and trajectories (ddpo's per-step
+                    # densities) need the Gaussian steps
                     x = d.ddim_step(x, t, s, eps, 0.0)
-                    if trajectory is not None:
-                        trajectory.append(x)
                     continue
                 x_s, mean, var = d.ddpm_step(x, t, s, eps, noise=noise)
                 if reference is not None:  # the final step's KL uses its posterior variance

@@ -123,6 +123,10 @@ def test_sampler_sizes_types_centre_and_path_kl(generator):
     generator.sampler = "ddim"
     try:
         assert generator.sample(4, torch.Generator().manual_seed(1))[0].shape == (4, 29, 4)
+        # a KL to a reference needs the Gaussian steps: DDIM is for plain sampling only
+        ddim_x, ddim_kl = generator.sample(8, torch.Generator().manual_seed(0), reference=other)
+        torch.testing.assert_close(ddim_x, x)
+        torch.testing.assert_close(ddim_kl, kl2)
     finally:
         generator.sampler = "ddpm"
 

@@ -276,5 +276,12 @@ def test_ddim_sampler_keeps_the_fit(normal_1d):
     assert x.std().item() == pytest.approx(1.0, abs=0.1)
     first, _ = ddim.sample(8, seeded(1))
     torch.testing.assert_close(ddim.sample(8, seeded(1))[0], first)
+    # KLs and ddpo's trajectories need the Gaussian steps: DDIM is for plain sampling only
+    ddpm = dataclasses.replace(ddim, sampler="ddpm")
+    reference = perturbed(ddpm)
+    for a, b in zip(ddim.sample(8, seeded(2), reference), ddpm.sample(8, seeded(2), reference)):
+        torch.testing.assert_close(a, b)
+    states, _, x = ddim.sample_trajectory(8, seeded(3))
+    torch.testing.assert_close(x, ddpm.sample(8, seeded(3))[0])
     with pytest.raises(ValueError, match="unknown sampler"):
         dataclasses.replace(normal_1d, sampler="euler")

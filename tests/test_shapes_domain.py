@@ -12,7 +12,7 @@ from rewarddiff.io import read_json
 from rewarddiff.oracles.registry import make_oracle
 from shapes import oracles
 from shapes.data import Normalization
-from shapes.domain import SHAPE, ShapeDomain
+from shapes.domain import SHAPE, ShapeDomain, random_points
 from shapes.io import read_npz
 
 DATA = {"per_family": {"train": 8, "valid": 3, "test": 3}, "points": 64, "stored_points": 160,
@@ -101,6 +101,18 @@ def test_prepare_and_load_split(prepared, tmp_path):
         assert np.array_equal(
             read_npz(tmp_path / f"{split}.npz")[0], read_npz(data_dir / f"{split}.npz")[0]
         )
+
+
+def test_training_batches_draw_fresh_point_subsets():
+    """Each batch takes distinct stored points of each shape, a new subset every draw."""
+    stored = torch.randn(3, 40, 3)
+    torch.manual_seed(0)
+    first, second = random_points(stored, 16), random_points(stored, 16)
+    assert first.shape == (3, 16, 3) and not torch.equal(first, second)
+    for shape, subset in zip(stored, first):
+        match = (subset[:, None] == shape[None]).all(-1)  # (16, 40)
+        assert (match.sum(1) == 1).all() and (match.sum(0) <= 1).all()  # distinct stored points
+    assert random_points(stored, 40) is stored
 
 
 def test_family_classifier_copies_and_oracles(prepared, rewards):

@@ -427,7 +427,8 @@ class _Worker:
 class XTBPool:
     """Persistent worker processes, one molecule in flight per worker; a worker past the
     per-molecule timeout (or crashed) is killed, its molecule gets None and a new worker is
-    started."""
+    started; an answer read after its deadline (the parent was descheduled) is None too, so
+    the timeout holds on a loaded machine."""
 
     def __init__(self, n_workers: int):
         self.n_workers = max(1, int(n_workers))
@@ -472,8 +473,9 @@ class XTBPool:
                         continue
                     if not w.ready:
                         w.ready = message == "ready"
-                    else:
-                        results[w.task] = message
+                    else:  # an answer after its deadline is a timeout too (stays None)
+                        if now <= w.deadline:
+                            results[w.task] = message
                         w.task = None
                 elif now >= w.deadline:
                     self._replace(w, "timed out" if w.ready else "did not start in time")

@@ -76,9 +76,7 @@ def quality(designs: np.ndarray, data_dir: Path, n: int, device: str, emd: bool)
     if emd:
         out = metrics.compute_all_metrics(generated, reference, emd_points=512, device=device)
     else:
-        union = np.concatenate([generated, reference])
-        directed = metrics._directed_nn(union, union, 2, None, device)
-        cd = metrics.protocol_metrics(directed + directed.T, len(generated))
+        cd = metrics.cd_protocol_metrics(generated, reference, device=device)
         out = dict(zip(("mmd_cd", "cov_cd", "nna_cd"), cd))
     out["height_median"] = float(np.nanmedian(oracles.height(designs)))
     out["height_test_median"] = float(np.median(oracles.height(reference)))
@@ -181,16 +179,16 @@ def sample_and_finetune(checkpoint: Path, data_dir: Path, out: Path, args, resul
     union = np.concatenate(
         [data.generate({"chair": 100}, seed=s, points=args.points).points for s in (0, 1)]
     )
+    matrices = []
     for name, device in (("chamfer_device_s", args.device), ("chamfer_kdtree_s", "cpu")):
         sync(args.device)
         start = time.perf_counter()
-        directed = metrics._directed_nn(union, union, 2, None, device)
+        matrices.append(metrics._directed_nn(union, union, 2, None, device))
         sync(args.device)
         results[name] = time.perf_counter() - start
-        results.setdefault("chamfer_matrices", []).append(directed)
-    first, second = results.pop("chamfer_matrices")
+    on_device, kdtree = matrices
     results["chamfer_max_relative_difference"] = float(
-        np.max(np.abs(first - second) / np.maximum(second, 1e-12))
+        np.max(np.abs(on_device - kdtree) / np.maximum(kdtree, 1e-12))
     )
     save()
 

@@ -257,6 +257,10 @@ class MoleculeGenerator(NetworkGenerator):
         steps = list(itertools.pairwise(self.diffusion.timesteps(self.sampling_steps)))
         if trajectory is not None:
             trajectory.append(ChainState(state, batch, edges, mask))
+        # DDIM for plain sampling only: KLs, gradients and trajectories (ddpo's per-step
+        # densities) need the Gaussian steps
+        plain = reference is None and not grad_steps and trajectory is None
+        ddim = self.sampler == "ddim" and plain
         for k, (t, s) in enumerate(steps):
             track = k >= len(steps) - grad_steps
             with contextlib.nullcontext() if track else torch.no_grad():
@@ -266,10 +270,7 @@ class MoleculeGenerator(NetworkGenerator):
                 else:
                     eps = self._eps(self.net, state, t_vec, batch, edges, label, guidance)
                 noise = self._noise(state, batch, generator)
-                plain = reference is None and not grad_steps and trajectory is None
-                if self.sampler == "ddim" and plain:
-                    # plain sampling only: KLs, gradients and trajectories (ddpo's per-step
-                    # densities) need the Gaussian steps
+                if ddim:
                     state = self.diffusion.ddim_step(state, t, s, eps, 0.0, batch, noise=noise)
                     continue
                 new, mean, var = self.diffusion.ddpm_step(state, t, s, eps, batch, noise=noise)

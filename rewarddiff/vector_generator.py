@@ -107,6 +107,10 @@ class GaussianVectorGenerator(NetworkGenerator):
         if trajectory is not None:
             trajectory.append(x)
         path_kl = torch.zeros(num, device=self.device)
+        # DDIM for plain sampling only: KLs, gradients and trajectories (ddpo's per-step
+        # densities) need the Gaussian steps
+        plain = reference is None and not grad_steps and trajectory is None
+        ddim = self.sampler == "ddim" and plain
         for k, (t, s) in enumerate(steps):
             track = k >= len(steps) - grad_steps
             with contextlib.nullcontext() if track else torch.no_grad():
@@ -115,10 +119,7 @@ class GaussianVectorGenerator(NetworkGenerator):
                 else:
                     eps = self._eps(x, t, label, guidance)
                 noise = self._randn(x.shape, generator)  # zeroed by ddpm_step when s = 0
-                plain = reference is None and not grad_steps and trajectory is None
-                if self.sampler == "ddim" and plain:
-                    # plain sampling only: KLs, gradients and trajectories (ddpo's per-step
-                    # densities) need the Gaussian steps
+                if ddim:
                     x = d.ddim_step(x, t, s, eps, 0.0)
                     continue
                 x_s, mean, var = d.ddpm_step(x, t, s, eps, noise=noise)

@@ -162,7 +162,12 @@ class MoleculeDomain:
         )
 
     def pretrain(
-        self, params: dict, data_dir: Path, out_dir: Path, stop_at_step: int | None = None
+        self,
+        params: dict,
+        data_dir: Path,
+        out_dir: Path,
+        stop_at_step: int | None = None,
+        identity: dict | None = None,
     ) -> dict:
         x, _ = self.load_split(data_dir, "train")
         params = self._with_elements(params, data_dir)
@@ -179,6 +184,7 @@ class MoleculeDomain:
             cfg,
             out_dir,
             stop_at_step,
+            identity,
         )
         if stop_at_step is not None:
             return {"stopped_at": stop_at_step}

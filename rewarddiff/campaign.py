@@ -11,19 +11,24 @@ import pandas as pd
 import torch
 
 from rewarddiff import UserError
-from rewarddiff.config import dataclass_from
+from rewarddiff.config import dataclass_from, load_schema
 from rewarddiff.domain import get_domain
 from rewarddiff.finetune import DIFFERENTIABLE, METHODS, SELECTION, CountingReward, FinetuneTask
-from rewarddiff.finetune.common import direction_sign, write_rows
+from rewarddiff.finetune.common import check_method_settings, direction_sign, write_rows
 from rewarddiff.finetune.ctrl import evaluate_labels
-from rewarddiff.io import Manifest, atomic_path, write_json
+from rewarddiff.io import Manifest, atomic_path, probe_writable, stage_output, write_json
 from rewarddiff.oracles.base import summarize_scores
+
+# pretraining settings that do not change the trained weights (besides the training loop's
+# own: see rewarddiff.training.RESULT_NEUTRAL)
+PRETRAIN_NEUTRAL = ("device", "train")
 
 
 def prepare(domain: str, params: dict, out_dir: Path) -> dict:
     manifest = Manifest("prepare", {}, params, params.get("seed"))
-    summary = get_domain(domain).prepare(params, Path(out_dir))
-    manifest.write(Path(out_dir) / "manifest.json", summary=summary)
+    with stage_output(out_dir):
+        summary = get_domain(domain).prepare(params, Path(out_dir))
+        manifest.write(Path(out_dir) / "manifest.json", summary=summary)
     return summary
 
 
@@ -34,23 +39,41 @@ def train_reward(
     out_dir: Path,
     copies: tuple[str, ...] = ("ft", "eval"),
 ) -> dict:
+    """Train the reward-model ``copies`` from scratch (no scratch checkpoint is kept, so a
+    re-run on other data can never return an old model)."""
     manifest = Manifest("train_reward", {"data_dir": str(data_dir)}, params, params.get("seed"))
-    torch.manual_seed(params.get("seed", 0))
-    results = get_domain(domain).train_reward(params, Path(data_dir), Path(out_dir), copies)
-    for copy in copies:
-        manifest.write(Path(out_dir) / copy / "manifest.json", copy=copy, held_out=results[copy])
+    with stage_output(out_dir):
+        for copy in copies:  # fail on an unwritable folder before training, not after
+            probe_writable(Path(out_dir) / copy)
+        torch.manual_seed(params.get("seed", 0))
+        results = get_domain(domain).train_reward(params, Path(data_dir), Path(out_dir), copies)
+        for copy in copies:
+            manifest.write(
+                Path(out_dir) / copy / "manifest.json", copy=copy, held_out=results[copy]
+            )
     return results
 
 
 def pretrain(
     domain: str, params: dict, data_dir: Path, out_dir: Path, stop_at_step: int | None = None
 ) -> dict:
+    """Pretrain; a scratch checkpoint in ``out_dir`` is resumed only if it was written for the
+    same data (content hash), domain and result-determining settings."""
     seed = params.get("train", {}).get("seed", 0)
     manifest = Manifest("pretrain", {"data_dir": str(data_dir)}, params, seed)
-    torch.manual_seed(seed)  # network initialisation (torch's default seed varies per process)
-    results = get_domain(domain).pretrain(params, Path(data_dir), Path(out_dir), stop_at_step)
-    if stop_at_step is None:
-        manifest.write(Path(out_dir) / "manifest.json", results=results)
+    identity = {
+        "domain": domain,
+        "data": manifest.record["input_hashes"].get("data_dir"),
+        "params": {k: v for k, v in params.items() if k not in PRETRAIN_NEUTRAL},
+    }
+    with stage_output(out_dir):
+        probe_writable(Path(out_dir))
+        torch.manual_seed(seed)  # network initialisation (torch's default seed varies per process)
+        results = get_domain(domain).pretrain(
+            params, Path(data_dir), Path(out_dir), stop_at_step, identity=identity
+        )
+        if stop_at_step is None:
+            manifest.write(Path(out_dir) / "manifest.json", results=results)
     return results
 
 
@@ -73,14 +96,29 @@ def finetune(
     """
     if method not in METHODS:
         raise UserError(f"unknown method {method!r} (known: {', '.join(METHODS)})")
+    check_objective(objective)
+    run, config_cls = METHODS[method]
+    cfg = dataclass_from(config_cls, params, f"finetune.{method}")
+    check_method_settings(cfg, f"finetune.{method}")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(
         "finetune",
-        {"pretrained": str(pretrained), "reward_model": str(reward_model)},
+        {"pretrained": str(pretrained), "reward_model": str(reward_model),
+         "data_dir": str(data_dir) if data_dir else None},
         params | {"method": method, "objective": objective},
         seed,
-    )
+    )  # fmt: skip
+    # a scratch checkpoint is resumed only for the same inputs (content) and settings
+    identity = {"domain": domain, "method": method, "objective": objective,
+                "inputs": manifest.record["input_hashes"]}  # fmt: skip
+    with stage_output(out_dir):
+        probe_writable(out_dir)
+        return _finetune(domain, method, run, cfg, objective, pretrained, reward_model,
+                         data_dir, seed, out_dir, manifest, identity)  # fmt: skip
+
+
+def _finetune(domain, method, run, cfg, objective, pretrained, reward_model, data_dir, seed,
+              out_dir, manifest, identity) -> dict:  # fmt: skip
     dom = get_domain(domain)
     generator = dom.load_generator(pretrained, "auto")
     reference = generator.frozen_copy()
@@ -94,10 +132,8 @@ def finetune(
     # outputs (model, train_log.csv) appear only when the run has finished
     partial_log, checkpoint = out_dir / "train_log.partial.csv", out_dir / "checkpoint.safetensors"
     task = FinetuneTask(generator, reference, reward, dom.diversity, seed, partial_log,
-                        checkpoint_path=checkpoint,
+                        checkpoint_path=checkpoint, identity=identity,
                         quality=getattr(dom, "quality", None))  # fmt: skip
-    run, config_cls = METHODS[method]
-    cfg = dataclass_from(config_cls, params, f"finetune.{method}")
     if hasattr(cfg, "reward_network"):  # methods that fit their own reward model
         task.reward_network = lambda: dom.reward_network(cfg.reward_network)
     extra = {}
@@ -128,6 +164,22 @@ def finetune(
         out_dir / "manifest.json", oracle_calls=reward.calls, device=str(generator.device), **extra
     )
     return summary
+
+
+def check_objective(objective) -> None:
+    """An objective as the config schema defines one (``reward`` components with an oracle
+    spec, optional weight and transform; ``target``; ``direction`` maximize or minimize)."""
+    import jsonschema
+
+    schema = load_schema("config.schema.yaml")["properties"]["objectives"]["additionalProperties"]
+    schema = schema | {
+        "required": ["reward"],
+        "properties": schema["properties"] | {"direction": {"enum": ["maximize", "minimize"]}},
+    }
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(objective), key=str)
+    if errors:
+        where = ".".join(str(p) for p in errors[0].absolute_path)
+        raise UserError(f"objective{'.' + where if where else ''}: {errors[0].message}")
 
 
 def sample(

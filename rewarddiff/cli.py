@@ -23,8 +23,15 @@ def _json(text: str) -> dict:
         raise argparse.ArgumentTypeError(f"invalid JSON: {err.msg}") from None
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line (``rewarddiff <stage>: error: ...``), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rewarddiff", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="rewarddiff", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     def stage(name, help_, section=None):
@@ -214,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
         run(args)
     except UserError as err:
         print(f"rewarddiff {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # unreadable input, read-only output folder, full disk, ...
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"rewarddiff {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
     return 0
 

@@ -64,15 +64,31 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
 
 
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """Inverse of :func:`save_tensors`; no pickle is involved."""
+    """Inverse of :func:`save_tensors`; no pickle is involved. A file that is not a complete
+    safetensors file with our JSON config (truncated, a renamed pickle, foreign) is a
+    UserError naming it."""
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: checkpoint not found")
-    from safetensors import safe_open
+    if not path.is_file():
+        raise UserError(f"{path}: checkpoint not found" + (" (a folder)" if path.is_dir() else ""))
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads((f.metadata() or {}).get("config", "{}"))
-    return load_file(str(path)), meta
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            text = (f.metadata() or {}).get("config")
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise UserError(
+            f"{path}: not a readable safetensors checkpoint ({str(err).splitlines()[0]})"
+        ) from None
+    if text is None:
+        raise UserError(f"{path}: safetensors file without the JSON config rewarddiff writes")
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: its JSON config is invalid ({err.msg})") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{path}: its JSON config is not an object")
+    return tensors, meta
 
 
 def save_model(path: str | Path, model: torch.nn.Module, config: dict) -> None:
@@ -140,6 +156,82 @@ def package_versions(names=("torch", "numpy", "snakemake", "biopython", "rdkit")
     return versions
 
 
+def _is_record(path: Path) -> bool:
+    """Run records and scratch files that do not determine a result: manifests, logs, temp
+    files, checkpoints."""
+    name = path.name
+    return (
+        name.startswith(".")
+        or name in ("manifest.json", "checkpoint.safetensors")
+        or name.endswith((".manifest.json", ".log", ".partial.csv"))
+    )
+
+
+def content_hash(path: str | Path) -> str:
+    """SHA-256 (16 hex digits) of a file's bytes; of a folder, of every file's relative name
+    and bytes except run records (:func:`_is_record`). Equal content, equal hash."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: not found")
+    digest = hashlib.sha256()
+    files = (
+        [path]
+        if path.is_file()
+        else sorted(p for p in path.rglob("*") if p.is_file() and not _is_record(p))
+    )
+    for file in files:
+        if file != path:
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with open(file, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def settings_diff(old, new, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested dicts (``a.b``), sorted."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return [] if old == new else [prefix or "<value>"]
+    keys = sorted(set(old) | set(new), key=str)
+    return [d for k in keys for d in settings_diff(
+        old.get(k), new.get(k), f"{prefix}.{k}" if prefix else str(k))]  # fmt: skip
+
+
+@contextmanager
+def stage_output(path: str | Path):
+    """Create output folder ``path`` (and missing parents) for a stage; if the stage fails,
+    remove every folder it created below or at ``path`` that is still empty, so a failure
+    leaves no trace (files and folders that were there before are kept)."""
+    path = Path(path)
+    existing = {path, *path.parents} if path.exists() else set(path.parents)
+    existing = {p for p in existing if p.exists()}
+    if path.exists():
+        existing |= {p for p in path.rglob("*") if p.is_dir()}
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    except BaseException:
+        below = sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+        for folder in [*below, path, *path.parents]:
+            if folder in existing:
+                continue
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (or gone): keep it
+                pass
+        raise
+
+
+def probe_writable(folder: str | Path) -> None:
+    """Create ``folder`` and a file in it (removed at once): a read-only or full destination
+    fails here, before hours of work, with the OSError naming the path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=folder)
+    os.close(fd)
+    os.unlink(probe)
+
+
 def config_hash(obj) -> str:
     """Short SHA-256 of ``obj`` as canonical JSON: equal settings, equal hash."""
     text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
@@ -161,6 +253,9 @@ class Manifest:
         self.record = {
             "stage": stage,
             "inputs": inputs,
+            "input_hashes": {
+                k: content_hash(v) for k, v in inputs.items() if v and Path(str(v)).exists()
+            },
             "params": params,
             "config_hash": config_hash({"stage": stage, "params": params}),
             "seed": seed,

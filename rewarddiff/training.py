@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 import math
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -20,7 +20,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from rewarddiff.io import atomic_path, flatten_state, load_tensors, save_tensors, unflatten_state
+from rewarddiff.io import (
+    atomic_path,
+    flatten_state,
+    load_tensors,
+    save_tensors,
+    settings_diff,
+    unflatten_state,
+)
 
 
 @dataclass
@@ -70,6 +77,18 @@ class NonFiniteLoss(RuntimeError):
     pass
 
 
+# TrainConfig fields that do not change the trained weights: they never discard progress
+# (``steps`` may also grow: the schedule does not depend on it, so a longer run continues)
+RESULT_NEUTRAL = ("log_every", "checkpoint_every", "steps")
+
+
+def run_settings(cfg: TrainConfig, identity: dict | None) -> dict:
+    """What a checkpoint must match to be resumed: the result-determining training settings
+    and the caller's ``identity`` (input content hashes, network and loss settings)."""
+    train = {k: v for k, v in asdict(cfg).items() if k not in RESULT_NEUTRAL}
+    return json.loads(json.dumps({"train": train, "run": identity or {}}, default=str))
+
+
 def train(
     model: nn.Module,
     loss_fn: Callable[[nn.Module, object], torch.Tensor],
@@ -78,12 +97,16 @@ def train(
     cfg: TrainConfig,
     out_dir: str | Path,
     stop_at_step: int | None = None,
+    identity: dict | None = None,
 ) -> EMA:
-    """Train ``model`` in place; resume from ``out_dir/checkpoint.safetensors`` if present.
+    """Train ``model`` in place; resume from ``out_dir/checkpoint.safetensors`` when it was
+    written for the same :func:`run_settings` (else start afresh and say why).
 
     The model trains on the device it is on (``batch_fn`` must return batches there); on CUDA
     the forward pass runs under bf16 autocast. ``stop_at_step`` ends the run early after
     checkpointing (used to test interruption). Returns the EMA (``.model`` = sampling weights).
+    The log rows live in the checkpoint; ``train_log.partial.csv`` is rewritten from them after
+    each checkpoint, so a kill at any moment never duplicates a row.
     """
     device_type = next(model.parameters()).device.type
     out_dir = Path(out_dir)
@@ -94,22 +117,29 @@ def train(
     ema = EMA(model, cfg.ema_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    step, clip = 0, AdaptiveClip()
-    checkpoint = load_tensors(ckpt_path) if ckpt_path.exists() else None
-    if checkpoint is not None and checkpoint[1]["train_config"] != asdict(cfg):
-        print(f"{ckpt_path}: written with other training settings; starting afresh", flush=True)
-        ckpt_path.unlink()
-        checkpoint = None
-    if checkpoint is not None:
-        step, clip.history = load_checkpoint(checkpoint, model, ema, opt, gen)
-        print(f"resumed from step {step} ({ckpt_path})", flush=True)
-    elif partial_log.exists():
-        partial_log.unlink()
+    settings = run_settings(cfg, identity)
+    step, clip, logged, elapsed = 0, AdaptiveClip(), [], 0.0
+    resumed = _resumable(ckpt_path, settings, cfg.steps)
+    if resumed is not None:
+        initial = copy.deepcopy(model.state_dict())
+        try:
+            step, clip.history, logged, elapsed = load_checkpoint(resumed, model, ema, opt, gen)
+            print(f"resumed from step {step} ({ckpt_path})", flush=True)
+        except (RuntimeError, KeyError, ValueError) as err:  # a checkpoint that does not fit
+            print(f"{ckpt_path}: cannot be restored ({str(err).splitlines()[0]}); "
+                  "starting afresh", flush=True)  # fmt: skip
+            model.load_state_dict(initial)
+            opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+            torch.manual_seed(cfg.seed)
+            ema, gen = EMA(model, cfg.ema_decay), torch.Generator().manual_seed(cfg.seed)
+            step, clip, logged, elapsed = 0, AdaptiveClip(), [], 0.0
+    if step == 0:
+        partial_log.unlink(missing_ok=True)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)), last_epoch=step - 1
     )
 
-    rows, t0 = [], time.time()
+    rows, t0 = [], time.time() - elapsed
     bar = tqdm(total=cfg.steps, initial=step, desc="train", mininterval=5, disable=None)
     while step < cfg.steps:
         model.train()
@@ -141,33 +171,54 @@ def train(
             }
         )
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or step == stop_at_step:
-            _append_log(
-                partial_log,
-                [r for r in rows if r["step"] % cfg.log_every == 0 or r["step"] == step],
-            )
+            logged += [r for r in rows if r["step"] % cfg.log_every == 0 or r["step"] == step]
             rows = []
-            save_checkpoint(ckpt_path, model, ema, opt, gen, step, asdict(cfg), clip.history)
+            save_checkpoint(ckpt_path, model, ema, opt, gen, step, settings, clip.history,
+                            logged, time.time() - t0)  # fmt: skip
+            _write_log(partial_log, logged)
         if step == stop_at_step:
             break
     bar.close()
     if step >= cfg.steps:
-        with atomic_path(out_dir / "train_log.csv") as tmp:
-            shutil.copyfile(partial_log, tmp)
+        _write_log(out_dir / "train_log.csv", logged)
     return ema
 
 
-def _append_log(path: Path, rows: list[dict]) -> None:
-    if not rows:
-        return
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        if new:
-            writer.writeheader()
+def _resumable(ckpt_path: Path, settings: dict, steps: int):
+    """The checkpoint at ``ckpt_path`` as ``(tensors, meta)`` if it may be resumed for
+    ``settings`` and ``steps``; otherwise None, after one line saying why."""
+    if not ckpt_path.exists():
+        return None
+    try:
+        checkpoint = load_tensors(ckpt_path)
+    except Exception as err:  # truncated or foreign file: it holds no progress to keep
+        print(f"{ckpt_path}: unreadable ({type(err).__name__}); starting afresh", flush=True)
+        return None
+    saved = checkpoint[1].get("settings")
+    if saved != settings:
+        changed = ", ".join(settings_diff(saved or {}, settings)) or "format"
+        print(f"{ckpt_path}: written for other inputs or settings ({changed}); "
+              "starting afresh", flush=True)  # fmt: skip
+        return None
+    if int(checkpoint[1]["step"]) > steps:
+        print(f"{ckpt_path}: already past steps={steps} (step {checkpoint[1]['step']}); "
+              "starting afresh", flush=True)  # fmt: skip
+        return None
+    return checkpoint
+
+
+def _write_log(path: Path, rows: list[dict]) -> None:
+    """The training log as CSV (header only when no row was logged yet), atomically."""
+    fields = ["step", "loss", "grad_norm", "lr", "elapsed_s"]
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
         writer.writerows(rows)
 
 
-def save_checkpoint(path, model, ema, opt, gen, step, config, clip_history) -> None:
+def save_checkpoint(
+    path, model, ema, opt, gen, step, settings, clip_history, log_rows=(), elapsed_s=0.0
+) -> None:
     opt_tensors, opt_skeleton = flatten_state("optim", opt.state_dict())
     tensors = (
         {f"model.{k}": v for k, v in model.state_dict().items()}
@@ -176,12 +227,14 @@ def save_checkpoint(path, model, ema, opt, gen, step, config, clip_history) -> N
         | {"rng.torch": torch.get_rng_state(), "rng.generator": gen.get_state()}
         | ({"rng.cuda": torch.cuda.get_rng_state()} if torch.cuda.is_available() else {})
     )
-    meta = {"step": step, "train_config": config, "optim": opt_skeleton, "clip": clip_history}
+    meta = {"step": step, "settings": settings, "optim": opt_skeleton, "clip": clip_history,
+            "log": list(log_rows), "elapsed_s": elapsed_s}  # fmt: skip
     save_tensors(path, tensors, meta)
 
 
-def load_checkpoint(checkpoint, model, ema, opt, gen) -> tuple[int, list[float]]:
-    """Restore from ``(tensors, meta)`` as returned by ``load_tensors``."""
+def load_checkpoint(checkpoint, model, ema, opt, gen) -> tuple[int, list[float], list, float]:
+    """Restore from ``(tensors, meta)`` as returned by ``load_tensors``; returns step, clip
+    history, log rows and elapsed seconds."""
     tensors, meta = checkpoint
 
     def part(prefix):
@@ -194,4 +247,4 @@ def load_checkpoint(checkpoint, model, ema, opt, gen) -> tuple[int, list[float]]
     gen.set_state(tensors["rng.generator"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
-    return int(meta["step"]), meta.get("clip", [3000.0])
+    return int(meta["step"]), meta.get("clip", [3000.0]), meta["log"], meta["elapsed_s"]

@@ -176,7 +176,12 @@ class SequenceDomain:
         )
 
     def pretrain(
-        self, params: dict, data_dir: Path, out_dir: Path, stop_at_step: int | None = None
+        self,
+        params: dict,
+        data_dir: Path,
+        out_dir: Path,
+        stop_at_step: int | None = None,
+        identity: dict | None = None,
     ) -> dict:
         x, _ = self.load_split(data_dir, "train")
         gen = self.build_generator(params | {"length": x.shape[1]})
@@ -191,6 +196,7 @@ class SequenceDomain:
             cfg,
             out_dir,
             stop_at_step,
+            identity,
         )
         if stop_at_step is not None:
             return {"stopped_at": stop_at_step}

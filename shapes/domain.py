@@ -490,7 +490,12 @@ class ShapeDomain:
         )
 
     def pretrain(
-        self, params: dict, data_dir: Path, out_dir: Path, stop_at_step: int | None = None
+        self,
+        params: dict,
+        data_dir: Path,
+        out_dir: Path,
+        stop_at_step: int | None = None,
+        identity: dict | None = None,
     ) -> dict:
         """Train with EMA (:func:`rewarddiff.training.train`), save ``model.safetensors``;
         returns the validation ELBO (nats per shape and per point, normalised coordinates) of
@@ -512,6 +517,7 @@ class ShapeDomain:
             cfg,
             out_dir,
             stop_at_step,
+            identity,
         )
         if stop_at_step is not None:
             return {"stopped_at": stop_at_step}

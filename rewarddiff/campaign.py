@@ -166,6 +166,22 @@ def _finetune(domain, method, run, cfg, objective, pretrained, reward_model, dat
     return summary
 
 
+def refuse_overwrite(inputs: dict, outputs: dict) -> None:
+    """A UserError when an output path is one of the inputs (the user's file would be lost)
+    or two outputs are the same file."""
+    given = {Path(v).resolve(): k for k, v in inputs.items() if v is not None}
+    seen = {}
+    for flag, path in outputs.items():
+        if path is None:
+            continue
+        where = Path(path).resolve()
+        if where in given:
+            raise UserError(f"{path}: {flag} is the input {given[where]}; it would be overwritten")
+        if where in seen:
+            raise UserError(f"{path}: {flag} and {seen[where]} are the same file")
+        seen[where] = flag
+
+
 def check_objective(objective) -> None:
     """An objective as the config schema defines one (``reward`` components with an oracle
     spec, optional weight and transform; ``target``; ``direction`` maximize or minimize)."""
@@ -186,6 +202,9 @@ def sample(
     domain: str, model: Path, n: int, seed: int, out: Path, selected: Path | None = None
 ) -> None:
     """Draw ``n`` designs from ``model`` (or copy a selection made during fine-tuning)."""
+    if n < 1:
+        raise UserError(f"sample: --n must be at least 1, not {n}")
+    refuse_overwrite({"model": model, "selected": selected}, {"--out": out})
     dom = get_domain(domain)
     t0 = time.time()
     if selected is not None:
@@ -229,6 +248,8 @@ def score(
     dom = get_domain(domain)
     inputs = {"designs": designs_path, "reward_model": reward_model, "model": model,
               "ft_reward_model": ft_reward_model, "pretrained": pretrained}  # fmt: skip
+    refuse_overwrite(inputs, {"--out": out, "--designs-out": designs_out,
+                              "--metrics-out": metrics_out})  # fmt: skip
     params = {"oracles": oracles, "objective": objective, "metrics": metrics_params}
     inputs = {k: str(v) for k, v in inputs.items() if v is not None}
     manifest = Manifest("score", inputs, params, (metrics_params or {}).get("seed"))
@@ -243,10 +264,6 @@ def score(
                 comps = objective["reward"]
                 cols = dom.score(designs, [c["oracle"] for c in comps], path)
                 table[name] = combine(cols, comps)
-    with atomic_path(out) as tmp:
-        table.to_csv(tmp, index=False)
-    if designs_out is not None:
-        dom.write_designs(designs_out, designs, {c: table[c].to_numpy() for c in table.columns[1:]})
     if metrics_out is not None:
         result = dom.metrics(designs, metrics_params or {}, data_dir, reward_model, pretrained)
         if model is not None:
@@ -255,7 +272,13 @@ def score(
             stats = summarize_scores(table[col].to_numpy(dtype=float))
             for key in ("mean", "top10", "failed"):
                 result[f"{col}_{key}"] = stats[key]
+    # everything is computed: the outputs are written last, scores.csv with its manifest
+    if designs_out is not None:
+        dom.write_designs(designs_out, designs, {c: table[c].to_numpy() for c in table.columns[1:]})
+    if metrics_out is not None:
         write_json(metrics_out, result)
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False)
     manifest.write(Path(out).with_suffix(".manifest.json"), designs_scored=len(designs))
     return table
 

@@ -60,10 +60,11 @@ def rcgdm_run(task):
                                                sweep_samples=16), data)  # fmt: skip
 
 
-def finished(run, path, interrupt_after=None):
+def finished(run, path, interrupt_after=None, identity=None):
     """Run a toy task to the end, or until its ``interrupt_after``-th checkpoint."""
     task = toy_task()
     task.checkpoint_path = path
+    task.identity = identity or {}
     if interrupt_after is not None:
         save, saved = task.checkpoint, []
 
@@ -78,13 +79,19 @@ def finished(run, path, interrupt_after=None):
     return task
 
 
+RUNS = [rgdm_run, draft_run, ddpo_run, ctrl_run, seiko_run, rcgdm_run]
+
+
+def same_weights(a, b) -> bool:
+    want, got = a.generator.net.state_dict(), b.generator.net.state_dict()
+    return want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+
+
 def without_wall_time(rows):
     return [{k: v for k, v in row.items() if k != "wall_s"} for row in rows]
 
 
-@pytest.mark.parametrize(
-    "run", [rgdm_run, draft_run, ddpo_run, ctrl_run, seiko_run, rcgdm_run], ids=lambda f: f.__name__
-)
+@pytest.mark.parametrize("run", RUNS, ids=lambda f: f.__name__)
 def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, run):
     reference = finished(run, tmp_path / "reference.safetensors")
     path = tmp_path / "checkpoint.safetensors"
@@ -111,3 +118,53 @@ def test_checkpoint_of_other_settings_is_ignored(tmp_path, capsys):
     changed = "(settings.kl_weight, settings.oracle_budget); starting afresh"
     assert f"other inputs or settings {changed}" in out
     assert task.reward.calls == 32 and [r["round"] for r in task.rows] == [0, 1, 2]  # 2 = final
+
+
+@pytest.mark.parametrize("run", RUNS, ids=lambda f: f.__name__)
+def test_checkpoint_for_another_objective_or_input_is_not_resumed(tmp_path, run, capsys):
+    """A run killed while maximising, re-run minimising (or with another pretrained model):
+    it starts afresh, and ends where an uninterrupted run of the new identity ends."""
+    maximise = {"objective": {"direction": "maximize"}, "inputs": {"pretrained": "aaaa"}}
+    minimise = {"objective": {"direction": "minimize"}, "inputs": {"pretrained": "aaaa"}}
+    other = {"objective": {"direction": "maximize"}, "inputs": {"pretrained": "bbbb"}}
+    reference = finished(run, tmp_path / "reference.safetensors", identity=minimise)
+    for changed, identity in (("identity.objective.direction", minimise),
+                              ("identity.inputs.pretrained", other)):  # fmt: skip
+        path = tmp_path / f"{changed}.safetensors"
+        with pytest.raises(Interrupted):
+            finished(run, path, interrupt_after=2, identity=maximise)
+        capsys.readouterr()
+        again = finished(run, path, identity=identity)
+        out = capsys.readouterr().out
+        assert f"other inputs or settings ({changed}); starting afresh" in out
+        assert "resumed" not in out
+        assert again.reward.calls == reference.reward.calls
+        assert same_weights(again, reference)
+
+
+@pytest.mark.parametrize("method", ["draft", "ctrl"])
+def test_logging_frequency_never_discards_fine_tuning_progress(tmp_path, method, capsys):
+    """log_every only sets when rows (and checkpoints) are written: the log draws from its own
+    random stream, so a resumed run with another log_every trains the same weights."""
+
+    def run_with(log_every):
+        def run(task):
+            if method == "draft":
+                task.reward.torch_fn = zero_fraction
+                draft(task, DraftConfig(oracle_budget=96, batch_size=16, grad_steps=4,
+                                        log_every=log_every, kl_weight=0.1))  # fmt: skip
+            else:
+                cfg = CTRLConfig(oracle_budget=96, batch_size=16, grad_steps=4,
+                                 log_every=log_every, eval_per_label=4)  # fmt: skip
+                ctrl(conditional(task, 2), cfg, toy_condition())
+
+        return run
+
+    reference = finished(run_with(3), tmp_path / "reference.safetensors")
+    path = tmp_path / "checkpoint.safetensors"
+    with pytest.raises(Interrupted):
+        finished(run_with(1), path, interrupt_after=2)
+    capsys.readouterr()
+    resumed = finished(run_with(3), path)
+    assert "resumed after 2 rounds" in capsys.readouterr().out
+    assert same_weights(resumed, reference)

@@ -36,9 +36,9 @@ POSITIVE_COUNTS = ("oracle_budget", "batch_size", "n_samples", "rounds", "steps"
                    "steps_per_round", "ppo_epochs", "reward_steps", "reward_batch", "heads",
                    "log_every", "checkpoint_every", "eval_per_label", "sweep_samples")  # fmt: skip
 # real settings that must be > 0, or ≥ 0 (other real settings: finite)
-POSITIVE_REALS = ("lr", "reward_lr", "tau", "gumbel_tau", "ema_decay")
+POSITIVE_REALS = ("lr", "reward_lr", "tau", "gumbel_tau")
 NONNEGATIVE_REALS = ("kl_weight", "grad_clip", "reward_weight", "noise", "label_dropout",
-                     "data_mix", "ridge", "kappa", "condition_lr_scale")  # fmt: skip
+                     "ema_decay", "data_mix", "ridge", "kappa", "condition_lr_scale")  # fmt: skip
 
 
 def direction_sign(direction: str | None) -> float:

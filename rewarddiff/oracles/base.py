@@ -8,7 +8,14 @@ from typing import Any, Literal
 
 import numpy as np
 
+from rewarddiff import UserError
+
 Direction = Literal["maximize", "minimize", "target"]
+
+
+class OracleError(UserError):
+    """An oracle that fails on every design of a batch: a broken oracle (or its setup), not
+    bad designs — reported instead of an all-NaN column."""
 
 
 def best_first(scores: np.ndarray) -> np.ndarray:
@@ -62,7 +69,12 @@ class Oracle(ABC):
         try:
             values = np.asarray(self.score(designs), dtype=np.float64)
         except Exception:  # a batch failed: score one by one so only bad designs become NaN
-            values = np.array([self._score_one(d) for d in designs], dtype=np.float64)
+            values, errors = self._score_each(designs)
+            if len(designs) and len(errors) == len(designs):  # a broken oracle, not bad designs
+                raise OracleError(
+                    f"oracle {self.info.name} failed on all {len(designs)} designs; first "
+                    f"error: {type(errors[0]).__name__}: {errors[0]}"
+                ) from None
         if values.shape != (len(designs),):
             raise ValueError(
                 f"oracle {self.info.name} returned shape {values.shape} for {len(designs)} designs"
@@ -70,11 +82,16 @@ class Oracle(ABC):
         values[~np.isfinite(values)] = np.nan
         return values
 
-    def _score_one(self, design) -> float:
-        try:
-            return float(np.asarray(self.score([design]), dtype=np.float64)[0])
-        except Exception:
-            return float("nan")
+    def _score_each(self, designs) -> tuple[np.ndarray, list[Exception]]:
+        """Scores of the designs one at a time (NaN where scoring raised) and the errors."""
+        values, errors = [], []
+        for design in designs:
+            try:
+                values.append(float(np.asarray(self.score([design]), dtype=np.float64)[0]))
+            except Exception as err:
+                values.append(float("nan"))
+                errors.append(err)
+        return np.array(values, dtype=np.float64), errors
 
 
 @dataclass

@@ -192,9 +192,11 @@ def run(args: argparse.Namespace) -> None:
             )
             print(table.drop(columns="design").describe().loc[["count", "mean"]].to_string())
         case "report":
+            from rewarddiff.io import stage_output
             from rewarddiff.report import build_report
 
-            print(f"report: {build_report(args.results_dir, args.metrics, args.out_dir)}")
+            with stage_output(args.out_dir):
+                print(f"report: {build_report(args.results_dir, args.metrics, args.out_dir)}")
         case "campaign":
             from rewarddiff.config import load_config
             from rewarddiff.sheet import plan, read_sheet

@@ -197,27 +197,31 @@ def settings_diff(old, new, prefix: str = "") -> list[str]:
         old.get(k), new.get(k), f"{prefix}.{k}" if prefix else str(k))]  # fmt: skip
 
 
+# scratch files a failed or interrupted stage keeps: the progress a re-run resumes from
+SCRATCH = ("checkpoint.safetensors", "train_log.partial.csv")
+
+
 @contextmanager
 def stage_output(path: str | Path):
-    """Create output folder ``path`` (and missing parents) for a stage; if the stage fails,
-    remove every folder it created below or at ``path`` that is still empty, so a failure
-    leaves no trace (files and folders that were there before are kept)."""
+    """Create output folder ``path`` (and missing parents) for a stage. If the stage fails,
+    remove what it created there (files, then folders left empty) except its scratch
+    checkpoints (:data:`SCRATCH`), so a failure leaves no partial output; files and folders
+    that were there before are kept."""
     path = Path(path)
-    existing = {path, *path.parents} if path.exists() else set(path.parents)
-    existing = {p for p in existing if p.exists()}
-    if path.exists():
-        existing |= {p for p in path.rglob("*") if p.is_dir()}
+    before = set(path.rglob("*")) if path.exists() else set()
+    missing = [p for p in (path, *path.parents) if not p.exists()]
     path.mkdir(parents=True, exist_ok=True)
     try:
         yield path
     except BaseException:
-        below = sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
-        for folder in [*below, path, *path.parents]:
-            if folder in existing:
-                continue
+        new = sorted(set(path.rglob("*")) - before, key=lambda p: -len(p.parts))
+        for item in new:
+            if item.is_file() and item.name not in SCRATCH:
+                item.unlink()
+        for folder in [p for p in new if p.is_dir()] + missing:
             try:
                 folder.rmdir()
-            except OSError:  # not empty (or gone): keep it
+            except OSError:  # not empty (scratch files, or another stage's): keep it
                 pass
         raise
 

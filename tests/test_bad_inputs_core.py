@@ -210,3 +210,13 @@ def test_oracle_failing_on_some_designs_gives_nan_for_those(tmp_path, fasta):
                  "flaky_for_test", "--out", str(out)]) == 0  # fmt: skip
     scores = pd.read_csv(out)["flaky_for_test"].tolist()
     assert scores[0] == 8.0 and np.isnan(scores[1])
+
+
+def test_failed_report_leaves_no_partial_tables(tmp_path, capsys):
+    run = tmp_path / "results" / "dna" / "campaigns" / "c" / "rgdm" / "seed0"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text("{}")  # scores.csv is missing
+    out = tmp_path / "results" / "report"
+    argv = ["report", "--results-dir", tmp_path / "results", "--metrics", run / "metrics.json",
+            "--out-dir", out]  # fmt: skip
+    assert_clean_error(capsys, argv, run / "scores.csv", outputs=[out])

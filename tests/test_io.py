@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from rewarddiff import UserError
-from rewarddiff.io import atomic_path, load_tensors, save_model, write_json
+from rewarddiff.io import atomic_path, load_tensors, save_model, stage_output, write_json
 from rewarddiff.training import AdaptiveClip, NonFiniteLoss, TrainConfig, train
 
 
@@ -173,3 +173,23 @@ def test_nan_loss_stops_with_message(tmp_path):
             cfg,
             tmp_path,
         )
+
+
+def test_failed_stage_removes_what_it_wrote_but_keeps_progress_and_old_files(tmp_path):
+    out = tmp_path / "results" / "run"
+    out.mkdir(parents=True)
+    (out / "user_notes.txt").write_text("mine")
+    with pytest.raises(RuntimeError), stage_output(out / "stage"):
+        (out / "stage" / "sub").mkdir()
+        (out / "stage" / "sub" / "half.csv").write_text("partial")
+        (out / "stage" / "checkpoint.safetensors").write_text("progress")
+        raise RuntimeError("killed")
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
+        "stage", "stage/checkpoint.safetensors", "user_notes.txt"]  # fmt: skip
+    with pytest.raises(KeyboardInterrupt), stage_output(tmp_path / "new" / "deeper"):
+        (tmp_path / "new" / "deeper" / "out.csv").write_text("partial")
+        raise KeyboardInterrupt
+    assert not (tmp_path / "new").exists()
+    with stage_output(tmp_path / "ok") as folder:
+        (folder / "done.csv").write_text("1")
+    assert (tmp_path / "ok" / "done.csv").exists()

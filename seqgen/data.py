@@ -33,32 +33,85 @@ def decode(tokens: torch.Tensor, alphabet: str = DNA_ALPHABET) -> list[str]:
     return [row.tobytes().decode() for row in letters]
 
 
+class Record(str):
+    """A sequence read from a FASTA file that keeps its header: ``id``, ``description`` (the
+    rest of the header line) and ``where`` (file and record, for messages)."""
+
+    def __new__(cls, seq: str, rid: str, description: str = "", where: str = ""):
+        record = super().__new__(cls, seq)
+        record.id, record.description, record.where = rid, description, where
+        return record
+
+
+def _text_lines(path: Path, kind: str) -> list[str]:
+    """The lines of a UTF-8 text file (any line endings, an optional BOM); a UserError naming
+    the file if it is a folder, compressed or binary."""
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, expected a {kind} file")
+    if not path.exists():
+        raise UserError(f"{path}: file not found")
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raise UserError(f"{path}: gzip-compressed; decompress it first (gunzip {path.name})")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise UserError(
+            f"{path}: line {line}: byte 0x{raw[err.start]:02x} is not UTF-8 text "
+            f"(expected a {kind} file)"
+        ) from None
+    if "\0" in text:
+        line = text[: text.index("\0")].count("\n") + 1
+        raise UserError(f"{path}: line {line}: binary data (expected a {kind} file)")
+    return text.splitlines()
+
+
+def _fasta_records(path: Path) -> list[tuple[int, str, str]]:
+    """(line number, header, sequence) per record; blank lines are skipped and whitespace
+    inside sequence lines removed."""
+    records: list[tuple[int, str, list[str]]] = []
+    for number, line in enumerate(_text_lines(path, "FASTA"), 1):
+        if line.startswith(">"):
+            records.append((number, line[1:].strip(), []))
+        elif line.strip():
+            if not records:
+                raise UserError(
+                    f"{path}: line {number}: sequence before the first '>' header "
+                    "(not a FASTA file?)"
+                )
+            records[-1][2].append("".join(line.split()))
+    return [(number, header, "".join(parts)) for number, header, parts in records]
+
+
 def read_fasta(
     path: str | Path,
     alphabet: str = DNA_ALPHABET,
     length: int | None = None,
     allow_empty: bool = False,
-) -> tuple[list[str], list[str]]:
-    """Read and validate a FASTA file → (ids, upper-case sequences).
+    terminal_stop: bool = False,
+) -> tuple[list[str], list[Record]]:
+    """Read and validate a FASTA file → (ids, upper-case sequences as :class:`Record`).
 
-    Errors name the file, record and problem: invalid letters, empty records (unless
-    ``allow_empty``: a generated peptide may be empty), wrong length, duplicate ids, no records.
+    Lowercase letters are upper-cased; with ``terminal_stop`` one ``*`` at the end of a record
+    is removed. Errors name the file, record and problem: text before the first header, an
+    empty header, invalid letters, empty records (unless ``allow_empty``: a generated peptide
+    may be empty), wrong length, duplicate ids, no records.
     """
-    from Bio import SeqIO
-
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: file not found")
     allowed = set(alphabet)
-    ids, seqs = [], []
-    try:
-        with open(path) as handle:
-            records = list(SeqIO.parse(handle, "fasta"))
-    except ValueError as err:
-        raise UserError(f"{path}: not a FASTA file ({err})") from None
-    for number, record in enumerate(records, 1):
-        seq = str(record.seq).upper()
-        where = f"{path}: record {number} ({record.id!r})"
+    ids, seqs, first = [], [], {}
+    for number, (line, header, seq) in enumerate(_fasta_records(path), 1):
+        rid, description = (header.split(maxsplit=1) + ["", ""])[:2]
+        where = f"{path}: record {number} ({rid!r})"
+        if not rid:
+            raise UserError(f"{path}: line {line}: record {number} has no id after '>'")
+        seq = seq.upper()
+        if terminal_stop:
+            seq = seq.removesuffix("*")
+            if "*" in seq:
+                pos = seq.index("*") + 1
+                raise UserError(f"{where}: stop '*' at position {pos}, before the end")
         if not seq and not allow_empty:
             raise UserError(f"{where}: empty sequence")
         bad = sorted(set(seq) - allowed)
@@ -69,13 +122,13 @@ def read_fasta(
             )
         if length is not None and len(seq) != length:
             raise UserError(f"{where}: length {len(seq)}, expected {length}")
-        ids.append(record.id)
-        seqs.append(seq)
+        if rid in first:
+            raise UserError(f"{where}: duplicate record id {rid!r} (record {first[rid]} has it)")
+        first[rid] = number
+        ids.append(rid)
+        seqs.append(Record(seq, rid, description, where))
     if not seqs:
         raise UserError(f"{path}: no FASTA records")
-    dup = pd.Index(ids)[pd.Index(ids).duplicated()]
-    if len(dup):
-        raise UserError(f"{path}: duplicate record id {dup[0]!r}")
     return ids, seqs
 
 
@@ -90,36 +143,72 @@ def write_fasta(
             f.writelines(seq[i : i + 80] + "\n" for i in range(0, len(seq), 80))
 
 
-def read_labels(path: str | Path, ids: list[str], classes: list[str] | None = None) -> pd.Series:
-    """Labels TSV with columns ``id`` and ``label`` → labels aligned to ``ids``.
+def _tsv_rows(path: Path) -> tuple[list[str], dict[int, list[str]]]:
+    """Header fields and the rows (line number → fields) of a tab-separated text file; blank
+    lines are skipped, a row with another number of fields than the header is an error."""
+    numbered = enumerate(_text_lines(path, "TSV"), 1)
+    lines = [(n, line) for n, line in numbered if line.strip() or "\t" in line]
+    if not lines:
+        raise UserError(f"{path}: empty file (expected a header line 'id<TAB>label')")
+    header = [name.strip() for name in lines[0][1].split("\t")]
+    rows = {}
+    for number, line in lines[1:]:
+        fields = [field.strip() for field in line.split("\t")]
+        if len(fields) != len(header):
+            raise UserError(
+                f"{path}: line {number}: {len(fields)} tab-separated field(s), the header has "
+                f"{len(header)} ({', '.join(header)})"
+            )
+        rows[number] = fields
+    return header, rows
 
-    Every id in the TSV must exist in the FASTA and every FASTA id must have a label.
+
+def read_label_table(path: str | Path, ids: list[str]) -> pd.DataFrame:
+    """A TSV with columns ``id``, ``label`` (and any others) → its rows as strings, indexed by
+    ``ids`` in that order.
+
+    Errors name the file and line: an empty or non-text file, missing columns, rows of another
+    width than the header, an empty or repeated id, an id not in ``ids`` (the FASTA), an empty
+    label, an id of ``ids`` without a row.
     """
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: file not found")
-    table = pd.read_csv(path, sep="\t", dtype=str)
-    missing_cols = {"id", "label"} - set(table.columns)
+    header, rows = _tsv_rows(path)
+    missing_cols = {"id", "label"} - set(header)
     if missing_cols:
         raise UserError(
-            f"{path}: missing column(s) {', '.join(sorted(missing_cols))} (need id and label)"
+            f"{path}: missing column(s) {', '.join(sorted(missing_cols))} (need id and label; "
+            f"the header has: {', '.join(header)})"
         )
-    known = set(ids)
-    for line, rid in enumerate(table["id"], 2):
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=header, dtype=str)
+    known, seen = set(ids), {}
+    for line, rid, label in table[["id", "label"]].itertuples():
+        if not rid:
+            raise UserError(f"{path}: line {line}: empty id")
         if rid not in known:
             raise UserError(f"{path}: line {line}: unknown id {rid!r} (not in the FASTA)")
-    labels = table.set_index("id")["label"]
-    unlabelled = [i for i in ids if i not in labels.index]
+        if rid in seen:
+            raise UserError(f"{path}: line {line}: duplicate id {rid!r} (line {seen[rid]})")
+        if not label:
+            raise UserError(f"{path}: line {line}: empty label for {rid!r}")
+        seen[rid] = line
+    unlabelled = [i for i in ids if i not in seen]
     if unlabelled:
-        raise UserError(f"{path}: no label for id {unlabelled[0]!r}")
+        more = f" (and {len(unlabelled) - 1} more)" if len(unlabelled) > 1 else ""
+        raise UserError(f"{path}: no label for id {unlabelled[0]!r}{more}")
+    return table.set_index("id").loc[ids]
+
+
+def read_labels(path: str | Path, ids: list[str], classes: list[str] | None = None) -> pd.Series:
+    """Labels TSV with columns ``id`` and ``label`` → labels aligned to ``ids`` (checked as in
+    :func:`read_label_table`; with ``classes``, every label must be one of them)."""
+    labels = read_label_table(path, ids)["label"]
     if classes is not None:
-        for line, (rid, lab) in enumerate(table[["id", "label"]].itertuples(index=False), 2):
+        for rid, lab in labels.items():
             if lab not in classes:
                 raise UserError(
-                    f"{path}: line {line}: unknown label {lab!r} for {rid!r} "
-                    f"(known: {', '.join(classes)})"
+                    f"{path}: unknown label {lab!r} for {rid!r} (known: {', '.join(classes)})"
                 )
-    return labels.loc[ids]
+    return labels
 
 
 def package_data_file(package: str, relative: str) -> Path:

@@ -23,12 +23,13 @@ from seqgen.data import (
     decode,
     encode,
     read_fasta,
-    read_labels,
+    read_label_table,
     write_fasta,
 )
-from seqgen.domain import SequenceDomain
+from seqgen.domain import SequenceDomain, require_splits
 
 SPLITS = ("train", "valid", "test")
+USER_CHROMOSOME = "user"  # the chr of user sequences given without one
 
 
 @dataclass
@@ -41,6 +42,7 @@ class DNADomain(SequenceDomain):
     length: int = 200
     vocab_size: int = len(DNA_ALPHABET)
     condition_name: str = "cell_type"
+    learned_oracles: ClassVar[tuple[str, ...]] = ("celltype_prob", "celltype_logodds")
 
     # ----- data ----------------------------------------------------------------------------
     def prepare(self, params: dict, out_dir: Path) -> dict:
@@ -49,15 +51,18 @@ class DNADomain(SequenceDomain):
             from seqgen.data import load_encode_dhs
 
             table = load_encode_dhs().rename(columns={"cell_type": "label"})
+            origin = "ENCODE's splits"
         else:
-            table = self._user_table(params)
+            table, origin = self._user_table(params)
         per_split = params.get("max_per_split")
         if per_split:  # demo scale: a stratified, seeded subset of each split
             shuffled = table.sample(frac=1.0, random_state=params.get("seed", 0))
             table = shuffled.groupby(["split", "label"]).head(per_split // 4).sort_index()
+            origin += f", max_per_split {per_split} ({per_split // 4} per label)"
+        require_splits(table["split"], origin)
         train_rows = table["split"] == "train"
         table["half"] = -1
-        table.loc[train_rows, "half"] = chromosome_halves(table.loc[train_rows, "chr"])
+        table.loc[train_rows, "half"] = self._halves(table[train_rows], params.get("seed", 0))
         for split in SPLITS:
             rows = table[table["split"] == split]
             write_fasta(out_dir / f"{split}.fasta", rows["id"].tolist(), rows["sequence"].tolist())
@@ -70,21 +75,41 @@ class DNADomain(SequenceDomain):
             "classes": sorted(table["label"].unique()),
         }
 
-    def _user_table(self, params: dict) -> pd.DataFrame:
-        """User FASTA + labels TSV (columns id, label, optional split/chr)."""
+    def _user_table(self, params: dict) -> tuple[pd.DataFrame, str]:
+        """User FASTA + labels TSV (columns id, label, optional split/chr), and how the splits
+        were made."""
         if "fasta" not in params or "labels" not in params:
             raise UserError("data: source 'fasta' needs keys 'fasta' and 'labels'")
         ids, seqs = read_fasta(params["fasta"], self.alphabet, self.length)
-        labels = read_labels(params["labels"], ids)
-        extra = pd.read_csv(params["labels"], sep="\t", dtype=str).set_index("id").loc[ids]
-        table = pd.DataFrame({"id": ids, "sequence": seqs, "label": labels.values})
-        table["chr"] = extra["chr"].values if "chr" in extra else "user"
+        extra = read_label_table(params["labels"], ids)
+        table = pd.DataFrame({"id": ids, "sequence": seqs, "label": extra["label"].values})
+        table["chr"] = extra["chr"].values if "chr" in extra else USER_CHROMOSOME
         if "split" in extra:
+            for rid, split in extra["split"].items():
+                if split not in SPLITS:
+                    raise UserError(
+                        f"{params['labels']}: split {split!r} of {rid!r} is not one of "
+                        f"{', '.join(SPLITS)}"
+                    )
             table["split"] = extra["split"].values
-        else:  # seeded 80/10/10 split
-            u = np.random.default_rng(params.get("seed", 0)).random(len(table))
-            table["split"] = np.where(u < 0.8, "train", np.where(u < 0.9, "valid", "test"))
-        return table
+            return table, f"the split column of {params['labels']}"
+        u = np.random.default_rng(params.get("seed", 0)).random(len(table))
+        table["split"] = np.where(u < 0.8, "train", np.where(u < 0.9, "valid", "test"))
+        return table, f"the seeded 80/10/10 split of {params['fasta']}"
+
+    @staticmethod
+    def _halves(train: pd.DataFrame, seed: int) -> np.ndarray:
+        """Half 0 (``ft``) or 1 (``eval``) per training row: by chromosome halves, or at
+        random (seeded) when the user gave no chromosomes."""
+        if (train["chr"] == USER_CHROMOSOME).all():
+            return np.random.default_rng([seed, 1]).permutation(len(train)) % 2
+        halves = chromosome_halves(train["chr"]).to_numpy()
+        if len(set(halves)) < 2:
+            raise UserError(
+                f"data: the training split holds one chromosome ({train['chr'].iloc[0]}); the "
+                "ft and eval reward copies need two disjoint halves"
+            )
+        return halves
 
     def load_split(self, data_dir: Path, split: str) -> tuple[torch.Tensor, pd.DataFrame]:
         ids, seqs = read_fasta(Path(data_dir) / f"{split}.fasta", self.alphabet, self.length)
@@ -113,6 +138,7 @@ class DNADomain(SequenceDomain):
         pretrained: Path | None,
     ) -> dict:
         """DRAKES / DNA-Diffusion metrics of a design set against the target cell type."""
+        self.check_lengths(designs, reward_model)
         target = params["target"]
         tokens = encode(designs, self.alphabet)
         classifier = _oracles.load_classifier(str(reward_model))

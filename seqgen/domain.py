@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 from scipy.stats import mannwhitneyu
 
+from rewarddiff import UserError
 from rewarddiff.config import dataclass_from, resolve_device
 from rewarddiff.diffusion.masked import MaskedDiffusion
 from rewarddiff.finetune.ctrl import LabelCondition
@@ -40,6 +41,8 @@ class SequenceDomain:
     vocab_size: int
     condition_name: str  # what the classifier's classes are (``ctrl`` condition name)
     logo_colors: str = "classic"  # logomaker colour scheme of the report's sequence logos
+    learned_oracles: tuple[str, ...] = ()  # oracles that read designs with the reward model
+    fixed_length: bool = True  # the reward model reads exactly its length (else at most)
 
     # ----- reward models -------------------------------------------------------------------
     def train_reward(
@@ -253,18 +256,54 @@ class SequenceDomain:
 
     # ----- designs, oracles, rewards --------------------------------------------------------
     def write_designs(self, path: Path, designs: list[str], scores: dict[str, np.ndarray]) -> None:
-        desc = [" ".join(f"{k}={v[i]:.4g}" for k, v in scores.items()) for i in range(len(designs))]
-        write_fasta(path, [f"design_{i}" for i in range(len(designs))], designs, desc)
+        """FASTA of ``designs`` under their own headers (id and description, see
+        :func:`design_id`) with one ``name=value`` field per score added (replacing a field of
+        that name already there)."""
+        descriptions = [
+            with_fields(getattr(d, "description", ""), {k: v[i] for k, v in scores.items()})
+            for i, d in enumerate(designs)
+        ]
+        ids = [design_id(d, i) for i, d in enumerate(designs)]
+        write_fasta(path, ids, list(designs), descriptions)
 
     def design_labels(self, designs: list[str]) -> list[str]:
-        return list(designs)
+        """``id SEQUENCE`` per design (the FASTA record id; ``design_<i>`` if generated)."""
+        return [f"{design_id(d, i)} {d}".rstrip() for i, d in enumerate(designs)]
 
     def score(
         self, designs: list[str], oracles: list[str], reward_model: Path | None = None
     ) -> dict[str, np.ndarray]:
-        """One column per oracle spec (NaN where an oracle failed on a design)."""
+        """One column per oracle spec (NaN where an oracle failed on a design; every oracle
+        gives NaN for a design :meth:`scorable` rejects). A learned oracle's reward model must
+        fit every design's length (UserError naming the record)."""
         built = make_oracles(self.name, oracles, reward_model=reward_model)
-        return {spec: oracle(designs) for spec, oracle in built.items()}
+        if any(spec.partition(":")[0] in self.learned_oracles for spec in built):
+            self.check_lengths(designs, reward_model)
+        keep = np.array([self.scorable(d) for d in designs], dtype=bool)
+        subset = [d for d, k in zip(designs, keep) if k]
+        columns = {}
+        for spec, oracle in built.items():
+            columns[spec] = np.full(len(designs), np.nan)
+            if subset:
+                columns[spec][keep] = oracle(subset)
+        return columns
+
+    def scorable(self, design: str) -> bool:
+        """Whether oracles see ``design`` at all (every design here)."""
+        return True
+
+    def check_lengths(self, designs: list[str], reward_model: Path) -> None:
+        """UserError naming the first design whose length the reward model cannot read: other
+        than its length (``fixed_length``) or above it."""
+        length = load_classifier(str(reward_model)).config["length"]
+        for i, design in enumerate(designs):
+            if len(design) != length and (self.fixed_length or len(design) > length):
+                expected = f"{'' if self.fixed_length else 'at most '}{length}"
+                where = getattr(design, "where", f"design {i}")
+                raise UserError(
+                    f"{where}: length {len(design)}; the reward model {reward_model} reads "
+                    f"sequences of length {expected}"
+                )
 
     def reward_function(self, components: list[dict], reward_model: Path):
         """tokens (n, L) → combined reward (n,), from the objective's oracle components."""
@@ -309,6 +348,26 @@ class SequenceDomain:
         figure.tight_layout()
         with atomic_path(path) as tmp:
             figure.savefig(tmp, format="png", dpi=100)
+
+
+def require_splits(splits: pd.Series, origin: str) -> None:
+    """UserError naming the first of train, valid and test that ``splits`` (one per record)
+    leaves empty, and ``origin`` (the settings that chose the records and their splits)."""
+    for split in ("train", "valid", "test"):
+        if not (splits == split).any():
+            raise UserError(f"data: split {split!r} is empty: {len(splits)} records after {origin}")
+
+
+def design_id(design: str, index: int) -> str:
+    """The FASTA record id a design was read with, else ``design_<index>``."""
+    return getattr(design, "id", None) or f"design_{index}"
+
+
+def with_fields(description: str, fields: dict[str, float]) -> str:
+    """``description`` with ``name=value`` fields for ``fields`` (values to 4 significant
+    digits) added after its words, replacing words that set the same names."""
+    kept = [w for w in description.split() if w.partition("=")[0] not in fields]
+    return " ".join(kept + [f"{k}={v:.4g}" for k, v in fields.items()])
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:

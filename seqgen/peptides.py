@@ -61,19 +61,14 @@ def read_fasta(
     or 1 (AMP).
     """
     path = Path(path)
-    ids, raw = data.read_fasta(path, alphabet=AMINO_ACIDS + "*")
-    seqs = [s.removesuffix("*") for s in raw]
-    for number, (rid, seq) in enumerate(zip(ids, seqs), 1):
-        where = f"{path}: record {number} ({rid!r})"
-        if "*" in seq:
-            raise UserError(f"{where}: stop '*' at position {seq.index('*') + 1}, before the end")
-        if not seq:
-            raise UserError(f"{where}: empty sequence")
-        if len(seq) > max_length and not drop_long:
-            raise UserError(
-                f"{where}: length {len(seq)} exceeds the maximum {max_length} "
-                "(raise max_length or drop such records with drop_long)"
-            )
+    ids, seqs = data.read_fasta(path, AMINO_ACIDS, terminal_stop=True)
+    if not drop_long:
+        for seq in seqs:
+            if len(seq) > max_length:
+                raise UserError(
+                    f"{seq.where}: length {len(seq)} exceeds the maximum {max_length} "
+                    "(raise max_length or drop such records with drop_long)"
+                )
     labels = None if labels_tsv is None else _integer_labels(labels_tsv, ids)
     keep = np.array([len(s) <= max_length for s in seqs])
     if not keep.any():

@@ -18,7 +18,7 @@ from rewarddiff.io import atomic_path, read_json, write_json
 from seqgen import peptide_metrics, peptides
 from seqgen import peptide_oracles as _oracles
 from seqgen.data import read_fasta, write_fasta
-from seqgen.domain import SequenceDomain
+from seqgen.domain import SequenceDomain, require_splits
 from seqgen.oracles import load_classifier
 
 SPLITS = ("train", "valid", "test")
@@ -43,6 +43,8 @@ class ProteinDomain(SequenceDomain):
     length: int = 50  # default maximum peptide length (positions, PAD after the end)
     vocab_size: int = len(peptides.AMINO_ACIDS) + 1  # 20 amino acids + PAD
     condition_name: str = "activity"
+    learned_oracles: ClassVar[tuple[str, ...]] = ("amp_prob", "amp_logodds")
+    fixed_length: ClassVar[bool] = False  # the classifier reads peptides up to its length
 
     # ----- data ----------------------------------------------------------------------------
     def prepare(self, params: dict, out_dir: Path) -> dict:
@@ -76,10 +78,14 @@ class ProteinDomain(SequenceDomain):
                 "half": peptides.train_halves(seqs, labels, splits, seed),
             }
         )
+        distinct = len(set(seqs))  # identical sequences share a split
+        origin = f"max_length {max_length} ({len(dropped)} longer left out; {distinct} distinct)"
         per_split = params.get("max_per_split")
         if per_split:  # demo scale: a seeded subset of each split
             shuffled = table.sample(frac=1.0, random_state=seed)
             table = shuffled.groupby("split").head(per_split).sort_index()
+            origin += f", max_per_split {per_split}"
+        require_splits(table["split"], origin)
         for split in SPLITS:
             rows = table[table["split"] == split]
             write_fasta(out_dir / f"{split}.fasta", rows["id"].tolist(), rows["sequence"].tolist())
@@ -116,8 +122,13 @@ class ProteinDomain(SequenceDomain):
         return peptides.decode(tokens)
 
     def read_designs(self, path: Path) -> list[str]:
-        """Designed peptides; an empty record is a design (that every oracle scores NaN)."""
-        return read_fasta(path, peptides.AMINO_ACIDS, allow_empty=True)[1]
+        """Designed peptides (one terminal ``*`` dropped); an empty record is a design, one that
+        every oracle scores NaN."""
+        return read_fasta(path, peptides.AMINO_ACIDS, allow_empty=True, terminal_stop=True)[1]
+
+    def scorable(self, design: str) -> bool:
+        """Oracles see non-empty peptides only (an empty one scores NaN)."""
+        return bool(design)
 
     # ----- evaluation ----------------------------------------------------------------------
     def metrics(
@@ -130,6 +141,7 @@ class ProteinDomain(SequenceDomain):
     ) -> dict:
         """P(AMP) by the eval classifier, property windows, composition and length distance to
         real AMPs (test split), diversity and novelty by alignment identity, log p_pre."""
+        self.check_lengths(designs, reward_model)
         target = params.get("target", "amp")
         classifier = load_classifier(str(reward_model))
         k = classifier.config["classes"].index(target)

@@ -3,7 +3,8 @@
 python -m shapes metrics --generated G.npz --reference R.npz [--emd exact|sinkhorn]
     [--emd-points 512] [--seed 0] [--device cpu]
 
-Both files hold their point sets (n, N, 3) under the key ``points`` (as ``shapes.io`` writes).
+Both files hold their point sets: an ``.npz`` with (n, N, 3) under the key ``points`` (as
+``shapes.io`` writes), or one ``.ply``. Bad input exits with code 2 and a one-line message.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ import sys
 import time
 
 from rewarddiff import UserError
+from rewarddiff.cli import OneLineParser
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m shapes")
+    parser = OneLineParser(prog="python -m shapes")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("metrics", help="MMD, COV and 1-NNA with Chamfer distance and EMD")
-    p.add_argument("--generated", required=True, help=".npz of generated point sets")
-    p.add_argument("--reference", required=True, help=".npz of reference point sets")
+    p.add_argument("--generated", required=True, help=".npz (or .ply) of generated point sets")
+    p.add_argument("--reference", required=True, help=".npz (or .ply) of reference point sets")
     p.add_argument(
         "--emd",
         choices=["exact", "sinkhorn"],
@@ -40,24 +42,24 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from shapes.io import read_npz
+    from shapes.io import read_point_sets
     from shapes.metrics import compute_all_metrics
 
     try:
         t0 = time.time()
-        generated, _ = read_npz(args.generated)
-        reference, _ = read_npz(args.reference)
         result = compute_all_metrics(
-            generated,
-            reference,
+            read_point_sets(args.generated),
+            read_point_sets(args.reference),
             emd_method=args.emd,
             emd_points=args.emd_points,
             seed=args.seed,
             device=args.device,
         )
         result["wall_s"] = round(time.time() - t0, 1)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (UserError, OSError) as err:  # OSError: an unreadable input
+        if isinstance(err, OSError) and err.filename:
+            err = f"{err.filename}: {err.strerror}"
+        print(f"python -m shapes {args.command}: error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2))
     return 0

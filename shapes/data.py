@@ -26,7 +26,7 @@ import numpy as np
 import trimesh
 
 from rewarddiff import UserError
-from shapes.io import check_points
+from shapes.io import check_points, file_head
 
 FAMILIES = ("chair", "table", "lamp", "airplane")
 SYNSET_NAMES = {
@@ -498,9 +498,13 @@ def subsample(points: np.ndarray, num_points: int, seed: int = 0) -> np.ndarray:
 def read_point_file(path: str | Path) -> np.ndarray:
     """One ``.npy`` point set (P, 3) float32; UserError naming the file if it is unreadable, of
     another shape, or has NaN/Inf coordinates."""
+    if not file_head(Path(path), ".npy").startswith(b"\x93NUMPY"):
+        raise UserError(f"{path}: not a .npy file (as np.save writes)")
     try:
         array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
+    except ValueError:  # an object array: loading it would unpickle
+        raise UserError(f"{path}: holds Python objects (pickled data is not loaded)") from None
+    except (OSError, EOFError) as err:
         raise UserError(f"{path}: cannot read as .npy ({err})") from None
     return check_points(array, path, batched=False)
 

@@ -2,7 +2,9 @@
 #   snakemake --configfile config/demo/config.yaml --profile workflow/profiles/default --cores 2
 # Stages (one .smk each): data → reward → pretrain → finetune → sample → score → report.
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
+
+from rewarddiff.config import exit_on_user_error, validate_config
 
 min_version("8.10")
 
@@ -13,7 +15,8 @@ if not config:
     configfile: "config/config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# workflow/schemas/config.schema.yaml; a problem is one line <file>:<line>:<column>: ..., exit 2
+exit_on_user_error(validate_config, config, workflow.configfiles)
 
 
 include: "workflow/rules/common.smk"

@@ -18,50 +18,96 @@ from rewarddiff.config import load_schema
 ENABLED = {"true", "yes", "1"}
 
 
-def _data_lines(path: Path) -> list[int]:
-    """1-based file line of every data row (after the header; blank and # lines skipped)."""
-    lines = [i + 1 for i, text in enumerate(path.read_text().splitlines())
-             if text.strip() and not text.lstrip().startswith("#")]  # fmt: skip
-    return lines[1:]
+def _read_tsv(path: Path, schema: dict) -> tuple[int, list[str], list[tuple[int, list[str]]]]:
+    """(header line, column names, [(line, fields)]) of a TSV sheet: UTF-8 with or without a
+    BOM, LF or CRLF line ends; lines starting with ``#`` and empty lines are skipped. The header
+    names the schema's columns; rows have as many fields; a line of tabs only is an error (an
+    emptied row)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    lines = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.lstrip().startswith("#") or not line.strip(" "):
+            continue
+        if not line.strip():
+            raise UserError(f"{path}:{number}: a line of tabs only; delete it or fill in a row")
+        lines.append((number, [field.strip() for field in line.split("\t")]))
+    if not lines:
+        raise UserError(f"{path}: empty sheet (no header line)")
+    (header_line, columns), rows = lines[0], lines[1:]
+    _check_header(path, header_line, columns, schema)
+    for number, fields in rows:
+        if len(fields) != len(columns):
+            raise UserError(f"{path}:{number}: {len(fields)} tab-separated fields, the header "
+                            f"(line {header_line}) has {len(columns)}")  # fmt: skip
+    return header_line, columns, rows
 
 
-def read_sheet(path: str | Path, objectives: dict, deep: bool = True) -> pd.DataFrame:
+def _check_header(path: Path, line: int, columns: list[str], schema: dict) -> None:
+    """Every column the schema requires, once, and no other."""
+    known = schema["properties"]
+    problems = [f"column {c!r} twice" for c in dict.fromkeys(columns) if columns.count(c) > 1]
+    problems += [f"unknown column {c!r}" for c in columns if c not in known]
+    missing = [c for c in schema["required"] if c not in columns]
+    if missing:
+        problems.append(f"missing column(s) {', '.join(missing)}")
+    if problems:
+        raise UserError(f"{path}:{line}: {'; '.join(problems)} (columns: {', '.join(known)})")
+
+
+def _problem(err) -> str:
+    """A schema error on one cell, in words (the schema's ``expected`` or its enum)."""
+    schema, value = err.schema, err.instance
+    expected = schema.get("expected")
+    if "enum" in schema:
+        expected = f"one of {', '.join(schema['enum'])}"
+    if value == "":
+        return f"empty; expected {expected}" if expected else "empty"
+    return f"{value!r} is not {expected}" if expected else err.message
+
+
+def read_sheet(
+    path: str | Path, objectives: dict, deep: bool = True, domains: dict | None = None
+) -> pd.DataFrame:
     """The enabled rows of the sheet at ``path`` (strings, as written, plus ``line``).
 
     Every row is checked against the schema, every enabled row against the config's
     ``objectives`` (defined, same domain); rows must not repeat a (campaign, method) pair and
     a campaign keeps one domain, objective and direction. ``deep`` also imports each domain
-    and checks that it and every oracle named (``eval_oracles``, the objective's reward) are
-    registered. The first problem is a UserError: ``<file>:<line>: column <c>: <problem>``.
+    and checks every oracle spec named (``eval_oracles``, the objective's reward): registered,
+    and its argument accepted by the oracle's check against the domain's section of the
+    config's ``domains`` (``None``: the defaults), so nothing fails at scoring after training.
+    The first problem is a UserError: ``<file>:<line>: column <c>: <problem>``.
     """
     import jsonschema
-
-    from rewarddiff.finetune import METHODS
 
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: campaign sheet not found")
-    sheet = pd.read_csv(path, sep="\t", dtype=str, comment="#", skip_blank_lines=True)
-    sheet = sheet.fillna("")
     schema = load_schema("campaigns.schema.yaml")
-    missing = [c for c in schema["required"] if c not in sheet.columns]
-    if missing:
-        raise UserError(f"{path}: missing column(s) {', '.join(missing)}")
-    sheet["line"] = _data_lines(path)[: len(sheet)]
+    header_line, columns, rows = _read_tsv(path, schema)
+    if not rows:
+        raise UserError(f"{path}:{header_line}: no rows after the header")
+    sheet = pd.DataFrame([fields for _, fields in rows], columns=columns, dtype=str)
+    sheet["line"] = [number for number, _ in rows]
     validator = jsonschema.Draft202012Validator(schema)
 
     def fail(row, column: str, problem: str):
         raise UserError(f"{path}:{row['line']}: column {column}: {problem}")
 
     for _, row in sheet.iterrows():
-        record = {c: row[c] for c in sheet.columns if c != "line"}
-        for err in sorted(validator.iter_errors(record), key=lambda e: list(e.path)):
-            column = err.path[0] if err.path else "?"
-            fail(row, column, err.message)
-        if row["method"] not in METHODS:
-            fail(row, "method", f"unknown method {row['method']!r} (known: {', '.join(METHODS)})")
+        record = {c: row[c] for c in columns}
+        for err in sorted(validator.iter_errors(record), key=lambda e: columns.index(e.path[0])):
+            fail(row, err.path[0], _problem(err))
+        if row["method"] == "best_of_n" and int(row["n_samples"]) > int(row["oracle_budget"]):
+            fail(row, "n_samples", f"best_of_n keeps n_samples of oracle_budget designs; "
+                                   f"{row['n_samples']} > {row['oracle_budget']}")  # fmt: skip
     sheet = sheet[sheet["enabled"].str.lower().isin(ENABLED)].reset_index(drop=True)
-    seen = set()
+    if sheet.empty:
+        raise UserError(f"{path}: every row is disabled (column enabled); nothing to run")
+    seen, check_oracle = set(), _oracle_checker(domains) if deep else None
     for _, row in sheet.iterrows():
         key = (row["campaign"], row["method"])
         if key in seen:
@@ -73,7 +119,7 @@ def read_sheet(path: str | Path, objectives: dict, deep: bool = True) -> pd.Data
                 fail(row, column, f"campaign {row['campaign']!r} has {column} "
                                   f"{first[column]!r} on line {first['line']}")  # fmt: skip
         if deep:
-            _check_domain(row, fail)
+            _check_domain(row, fail, domains)
         objective = objectives.get(row["objective"])
         if objective is None:
             known = ", ".join(objectives) or "none"
@@ -83,31 +129,49 @@ def read_sheet(path: str | Path, objectives: dict, deep: bool = True) -> pd.Data
             fail(row, "objective", f"objective {row['objective']!r} is for domain "
                                    f"{objective['domain']!r}, not {row['domain']!r}")  # fmt: skip
         if deep:
-            _check_oracles(row, objective, fail)
+            _check_oracles(row, objective, fail, check_oracle)
     return sheet
 
 
-def _check_domain(row, fail) -> None:
-    """The row's domain is built in or registered by an installed package."""
+def _check_domain(row, fail, domains: dict | None) -> None:
+    """The row's domain is built in or registered by an installed package (and has a section
+    in the config's ``domains`` when given)."""
     from rewarddiff.domain import get_domain
 
     try:
         get_domain(row["domain"])
     except UserError as err:
         fail(row, "domain", str(err))
+    if domains is not None and row["domain"] not in domains:
+        fail(row, "domain", f"the config has no section domains.{row['domain']}")
 
 
-def _check_oracles(row, objective: dict, fail) -> None:
-    """Every oracle the row names (evaluation, objective) is registered for its domain."""
-    from rewarddiff.oracles.registry import available
+def _oracle_checker(domains: dict | None):
+    """``check(domain, spec) -> problem or None``, each distinct spec checked once."""
+    from rewarddiff.oracles.registry import check_oracle
 
-    known = available(row["domain"])
+    problems = {}
+
+    def check(domain: str, spec: str) -> str | None:
+        if (domain, spec) not in problems:
+            try:
+                check_oracle(domain, spec, (domains or {}).get(domain))
+                problems[domain, spec] = None
+            except UserError as err:
+                problems[domain, spec] = str(err)
+        return problems[domain, spec]
+
+    return check
+
+
+def _check_oracles(row, objective: dict, fail, check_oracle) -> None:
+    """Every oracle spec the row names (evaluation, objective) passes its oracle's check."""
     checks = [("eval_oracles", o) for o in row["eval_oracles"].split(",") if o]
     checks += [("objective", c["oracle"]) for c in objective.get("reward", [])]
     for column, spec in checks:
-        if spec.partition(":")[0] not in known:
-            fail(row, column, f"unknown oracle {spec!r} for domain {row['domain']!r} "
-                              f"(known: {', '.join(known)})")  # fmt: skip
+        problem = check_oracle(row["domain"], spec)
+        if problem:
+            fail(row, column, problem)
 
 
 def campaign_runs(sheet: pd.DataFrame) -> list[tuple[str, str, str, int]]:

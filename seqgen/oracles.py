@@ -7,14 +7,15 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from rewarddiff import UserError
 from rewarddiff.oracles.base import FunctionOracle, OracleInfo
 from rewarddiff.oracles.learned import RewardEnsemble
-from rewarddiff.oracles.registry import register_oracle
+from rewarddiff.oracles.registry import no_argument, register_oracle
 from seqgen import motifs
-from seqgen.data import encode
+from seqgen.data import CELL_TYPES, encode
 from seqgen.model import CNNConfig, SequenceClassifier
 
 DOMAIN = "dna"
@@ -24,12 +25,25 @@ DOMAIN = "dna"
     DOMAIN,
     "gc_content",
     OracleInfo("gc_content", DOMAIN, "target", "fraction", description="fraction of G and C"),
+    check=no_argument("gc_content"),
 )
 def gc_content(argument=None, **context):
+    no_argument("gc_content")(argument)
     return FunctionOracle(
         OracleInfo("gc_content", DOMAIN, "target", "fraction"),
         lambda seqs: [(s.count("G") + s.count("C")) / len(s) for s in seqs],
     )
+
+
+def jaspar_matrix(argument: str | None, config: dict | None = None):
+    """The JASPAR motif of ``jaspar_motif:<matrix id>`` (a local database look-up)."""
+    if not argument:
+        raise UserError("oracle jaspar_motif needs a matrix id, e.g. jaspar_motif:MA0114")
+    try:
+        (motif,) = motifs.load_motifs([argument])
+    except ValueError as err:
+        raise UserError(f"oracle jaspar_motif: {err}") from None
+    return motif
 
 
 @register_oracle(
@@ -42,14 +56,10 @@ def gc_content(argument=None, **context):
         "bits",
         description="best PWM log-odds hit over both strands (JASPAR2024 via pyjaspar)",
     ),
+    check=jaspar_matrix,
 )
 def jaspar_motif(argument=None, **context):
-    if not argument:
-        raise UserError("oracle jaspar_motif needs a matrix id, e.g. jaspar_motif:MA0114")
-    try:
-        (motif,) = motifs.load_motifs([argument])
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    motif = jaspar_matrix(argument)
     return FunctionOracle(
         OracleInfo(
             f"jaspar_motif:{argument}",
@@ -71,6 +81,39 @@ def load_classifier(path: str) -> RewardEnsemble:
     return RewardEnsemble.load(path, lambda c: SequenceClassifier(CNNConfig(**c["network"])))
 
 
+def check_class(kind: str, argument: str | None, classes) -> None:
+    """UserError unless ``argument`` is one of ``classes`` (the label a classifier oracle
+    scores)."""
+    if argument not in classes:
+        problem = f"unknown class {argument!r}" if argument else "needs a class"
+        raise UserError(f"oracle {kind}: {problem} (known: {', '.join(classes)})")
+
+
+def cell_types(config: dict) -> tuple[str, ...] | None:
+    """The classes a cell-type classifier trained on the domain's ``data`` knows: the four
+    ENCODE cell types for the default source, the labels file's for a user FASTA (None while
+    that file cannot be read: preparing the data names the problem)."""
+    data = config.get("data") or {}
+    if data.get("source", "encode_dhs") == "encode_dhs":
+        return CELL_TYPES
+    try:
+        labels = pd.read_csv(data["labels"], sep="\t", dtype=str)["label"].dropna().unique()
+    except (KeyError, OSError, ValueError):
+        return None
+    return tuple(sorted(labels, key=lambda c: (c not in CELL_TYPES, c)))
+
+
+def check_cell_type(kind: str):
+    """The check of a cell-type oracle (``kind:<cell type>``) against the config's data."""
+
+    def check(argument: str | None, config: dict) -> None:
+        classes = cell_types(config)
+        if classes is not None:
+            check_class(kind, argument, classes)
+
+    return check
+
+
 def classifier_oracle(
     domain: str, kind: str, argument, reward_model, log_odds: bool, encode_fn
 ) -> FunctionOracle:
@@ -83,8 +126,7 @@ def classifier_oracle(
         raise UserError(f"{reward_model}: reward model not found (oracle {kind})")
     model = load_classifier(str(reward_model))
     classes = model.config["classes"]
-    if argument not in classes:
-        raise UserError(f"oracle {kind}: unknown class {argument!r} (known: {', '.join(classes)})")
+    check_class(kind, argument, classes)
     k = classes.index(argument)
 
     def from_probs(p: torch.Tensor) -> torch.Tensor:
@@ -119,6 +161,7 @@ def classifier_oracle(
         True,
         "P(cell type | x) from the cell-type classifier ensemble",
     ),
+    check=check_cell_type("celltype_prob"),
 )
 def celltype_prob(argument=None, reward_model=None, **context):
     return classifier_oracle(DOMAIN, "celltype_prob", argument, reward_model, False, _dna)
@@ -136,6 +179,7 @@ def celltype_prob(argument=None, reward_model=None, **context):
         True,
         "log P(cell) − log(1 − P(cell)): cell-type specificity as a log-odds",
     ),
+    check=check_cell_type("celltype_logodds"),
 )
 def celltype_logodds(argument=None, reward_model=None, **context):
     return classifier_oracle(DOMAIN, "celltype_logodds", argument, reward_model, True, _dna)

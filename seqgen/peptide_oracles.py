@@ -21,9 +21,9 @@ from Bio.SeqUtils.ProtParamData import DIWV, gravy_scales
 
 from rewarddiff import UserError
 from rewarddiff.oracles.base import FunctionOracle, OracleInfo
-from rewarddiff.oracles.registry import register_oracle
+from rewarddiff.oracles.registry import no_argument, register_oracle
 from rewarddiff.oracles.transforms import target_window
-from seqgen.oracles import classifier_oracle
+from seqgen.oracles import check_class, classifier_oracle
 from seqgen.peptides import AMINO_ACIDS, encode
 
 DOMAIN = "protein"
@@ -149,6 +149,7 @@ TORCH_PROPERTIES = {
 
 def _property_factory(info: OracleInfo):
     def factory(argument=None, **context):
+        no_argument(info.name)(argument)
         return FunctionOracle(
             info,
             lambda seqs: property_values(list(seqs), info.name),
@@ -161,7 +162,14 @@ def _property_factory(info: OracleInfo):
 for _name, (_direction, _units, _description) in PROPERTY_INFO.items():
     _info = OracleInfo(_name, DOMAIN, _direction, _units, differentiable=_name in TORCH_PROPERTIES,
                        description=_description)  # fmt: skip
-    register_oracle(DOMAIN, _name, _info)(_property_factory(_info))
+    register_oracle(DOMAIN, _name, _info, no_argument(_name))(_property_factory(_info))
+
+
+def moment_window(argument: str | None, config: dict | None = None) -> int | None:
+    """The window of ``hydrophobic_moment[:<window>]`` (None: the whole peptide)."""
+    if argument is not None and not (argument.isdigit() and int(argument) > 0):
+        raise UserError(f"oracle hydrophobic_moment: window {argument!r} is not a positive integer")
+    return int(argument) if argument else None
 
 
 @register_oracle(
@@ -174,11 +182,10 @@ for _name, (_direction, _units, _description) in PROPERTY_INFO.items():
         "Eisenberg units per residue",
         description="helical (100°) hydrophobic moment, whole peptide or best window",
     ),
+    check=moment_window,
 )
 def hydrophobic_moment_oracle(argument=None, **context):
-    if argument is not None and not (argument.isdigit() and int(argument) > 0):
-        raise UserError(f"oracle hydrophobic_moment: window {argument!r} is not a positive integer")
-    window = int(argument) if argument else None
+    window = moment_window(argument)
     info = OracleInfo(
         f"hydrophobic_moment:{argument}" if argument else "hydrophobic_moment",
         DOMAIN,
@@ -215,22 +222,43 @@ DEFAULT_WINDOWS = (Window("charge", 2, 9), Window("length", 10, 40), Window("ins
 
 
 def parse_windows(text: str) -> tuple[Window, ...]:
-    """``"charge=2..9,length=10..40,instability=..40"`` → windows (an empty bound is open)."""
-    windows = []
+    """``"charge=2..9,length=10..40,instability=..40"`` → windows (an empty bound is open; at
+    most one window per property, low ≤ high)."""
+    windows = {}
     for item in text.split(","):
-        name, _, bounds = item.strip().partition("=")
-        low, dots, high = bounds.partition("..")
-        if name not in PROPERTIES or not dots:
-            raise UserError(
-                f"property window {item!r}: expected NAME=LOW..HIGH with NAME one of "
-                f"{', '.join(PROPERTIES)}"
-            )
-        try:
-            bound = (float(low) if low else -math.inf, float(high) if high else math.inf)
-        except ValueError:
-            raise UserError(f"property window {item!r}: bounds must be numbers") from None
-        windows.append(Window(name, *bound))
-    return tuple(windows)
+        window = _parse_window(item)
+        if window.name in windows:
+            raise UserError(f"property window {item!r}: a second window for {window.name}")
+        windows[window.name] = window
+    return tuple(windows.values())
+
+
+def _parse_window(item: str) -> Window:
+    """One ``NAME=LOW..HIGH`` item."""
+    name, _, bounds = item.strip().partition("=")
+    low, dots, high = bounds.partition("..")
+    if name not in PROPERTIES or not dots:
+        raise UserError(
+            f"property window {item!r}: expected NAME=LOW..HIGH with NAME one of "
+            f"{', '.join(PROPERTIES)}"
+        )
+    try:
+        bound = (float(low) if low else -math.inf, float(high) if high else math.inf)
+    except ValueError:
+        raise UserError(f"property window {item!r}: bounds must be numbers") from None
+    if not low and not high:
+        raise UserError(f"property window {item!r}: give a low bound, a high bound or both")
+    if math.isnan(bound[0]) or math.isnan(bound[1]) or bound[0] > bound[1]:
+        raise UserError(f"property window {item!r}: need LOW <= HIGH, got {low}..{high}")
+    return Window(name, *bound)
+
+
+def amp_window_argument(argument: str | None, config: dict | None = None) -> tuple[Window, ...]:
+    """The windows of ``amp_windows[:<windows>]`` (the default windows without an argument)."""
+    try:
+        return parse_windows(argument) if argument else DEFAULT_WINDOWS
+    except UserError as err:
+        raise UserError(f"oracle amp_windows: {err}") from None
 
 
 def window_scores(seqs: list[str], windows: tuple[Window, ...] = DEFAULT_WINDOWS) -> np.ndarray:
@@ -266,9 +294,10 @@ def windows_satisfied(seqs: list[str], windows: tuple[Window, ...] = DEFAULT_WIN
         "score in [0, 1]",
         description="mean soft satisfaction of property windows (1 = all satisfied)",
     ),
+    check=amp_window_argument,
 )
 def amp_windows(argument=None, **context):
-    windows = parse_windows(argument) if argument else DEFAULT_WINDOWS
+    windows = amp_window_argument(argument)
     info = OracleInfo(
         f"amp_windows:{argument}" if argument else "amp_windows",
         DOMAIN,
@@ -299,6 +328,18 @@ def _tokens(seqs: list[str], config: dict) -> torch.Tensor:
     return encode(seqs, config["length"])
 
 
+def check_amp_class(kind: str):
+    """The check of an AMP-classifier oracle (``kind[:amp|non_amp]``): every protein data
+    source labels peptides with the same two classes."""
+
+    def check(argument: str | None, config: dict) -> None:
+        from seqgen.protein import CLASSES
+
+        check_class(kind, argument or "amp", CLASSES)
+
+    return check
+
+
 @register_oracle(
     DOMAIN,
     "amp_prob",
@@ -311,6 +352,7 @@ def _tokens(seqs: list[str], config: dict) -> torch.Tensor:
         True,
         "P(antimicrobial | peptide) from the AMP classifier ensemble",
     ),  # fmt: skip
+    check=check_amp_class("amp_prob"),
 )
 def amp_prob(argument=None, reward_model=None, **context):
     return classifier_oracle(DOMAIN, "amp_prob", argument or "amp", reward_model, False, _tokens)
@@ -328,6 +370,7 @@ def amp_prob(argument=None, reward_model=None, **context):
         True,
         "log P(AMP) − log(1 − P(AMP)) from the AMP classifier ensemble",
     ),  # fmt: skip
+    check=check_amp_class("amp_logodds"),
 )
 def amp_logodds(argument=None, reward_model=None, **context):
     return classifier_oracle(DOMAIN, "amp_logodds", argument or "amp", reward_model, True, _tokens)

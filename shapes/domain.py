@@ -37,10 +37,10 @@ from rewarddiff.oracles.transforms import differentiable_objective, objective_fu
 from rewarddiff.training import TrainConfig, train
 from rewarddiff.vector_generator import GaussianVectorGenerator
 from shapes import data
-from shapes.io import read_npz, write_npz, write_plys
+from shapes.io import read_npz, read_point_sets, write_npz, write_plys
 from shapes.metrics import compute_all_metrics, pairwise_cd
 from shapes.model import PointClassifier, PointClassifierConfig, PointDenoiser, PointDenoiserConfig
-from shapes.oracles import DOMAIN
+from shapes.oracles import DOMAIN, check_family, check_family_name
 from shapes.render import SIDE_VIEW, View, render_grid
 
 SPLITS = ("train", "valid", "test")
@@ -55,10 +55,19 @@ def _procedural(params: dict, num_points: int) -> dict[str, data.ShapeSet]:
     """``per_family`` {train, valid, test} shapes of each of ``families``: shapes 0 … of a
     family go to train, then valid, then test (shape i depends only on seed, family, i)."""
     families = params.get("families", list(data.FAMILIES))
+    if not isinstance(families, list) or not families:
+        raise UserError(
+            f"data.families: {families!r}; expected a list of {', '.join(data.FAMILIES)}"
+        )
     sizes = {"train": 500, "valid": 50, "test": 50} | dict(params.get("per_family") or {})
     unknown = set(sizes) - set(SPLITS)
     if unknown:
         raise UserError(f"data.per_family: unknown split(s) {sorted(unknown)} (use {SPLITS})")
+    for split, size in sizes.items():
+        if not isinstance(size, int) or size < 1:
+            raise UserError(
+                f"data.per_family.{split}: {size!r}; every split needs at least 1 shape per family"
+            )
     total = sum(sizes.values())
     shapes = data.generate(dict.fromkeys(families, total), params.get("seed", 0), num_points)
     chosen = [f for f in data.FAMILIES if f in families]  # generate's order
@@ -77,6 +86,19 @@ def _pc15k(params: dict, num_points: int) -> dict[str, data.ShapeSet]:
     ``num_points`` random points of its 15,000 (all of them when it has fewer)."""
     if "root" not in params or "synsets" not in params:
         raise UserError("data: source 'pc15k' needs keys 'root' and 'synsets'")
+    synsets = params["synsets"]
+    if not isinstance(synsets, list) or not synsets:
+        raise UserError(
+            f"data.synsets: {synsets!r}; expected a list of synset folders of {params['root']}"
+        )
+    for synset in synsets:
+        if not isinstance(synset, str):
+            raise UserError(
+                f"data.synsets: {synset!r} is not a folder name; quote synset ids ('03001627': "
+                "unquoted, YAML reads them as numbers)"
+            )
+    if not Path(params["root"]).is_dir():
+        raise UserError(f"{params['root']}: not a directory (data.root of source 'pc15k')")
     out = {}
     for split, folder in PC15K_SPLITS.items():
         shapes = data.load_pc15k(
@@ -222,9 +244,7 @@ def _family_oracle(kind: str, argument, reward_model) -> FunctionOracle:
     if reward_model is None:
         raise UserError(f"oracle {kind} needs a reward model (--reward-model PATH)")
     classifier = load_family_classifier(str(reward_model))
-    if argument not in classifier.classes:
-        known = ", ".join(classifier.classes)
-        raise UserError(f"oracle {kind}: unknown family {argument!r} (known: {known})")
+    check_family_name(kind, argument, classifier.classes)
     k = classifier.classes.index(argument)
 
     def of_probs(p: Tensor) -> Tensor:
@@ -243,12 +263,14 @@ def _family_oracle(kind: str, argument, reward_model) -> FunctionOracle:
     )
 
 
-@register_oracle(DOMAIN, "family_prob", FAMILY_INFOS["family_prob"])
+@register_oracle(DOMAIN, "family_prob", FAMILY_INFOS["family_prob"], check_family("family_prob"))
 def family_prob(argument=None, reward_model=None, **context):
     return _family_oracle("family_prob", argument, reward_model)
 
 
-@register_oracle(DOMAIN, "family_logodds", FAMILY_INFOS["family_logodds"])
+@register_oracle(
+    DOMAIN, "family_logodds", FAMILY_INFOS["family_logodds"], check_family("family_logodds")
+)
 def family_logodds(argument=None, reward_model=None, **context):
     return _family_oracle("family_logodds", argument, reward_model)
 
@@ -589,28 +611,32 @@ class ShapeDomain:
         return lambda x: objective(self._world_torch(x))
 
     def read_designs(self, path: Path) -> np.ndarray:
-        return read_npz(path)[0]
+        """Point sets of an ``.npz`` (``points``, optional ``ids``) or one ``.ply``."""
+        return read_point_sets(path)
 
     def write_designs(self, path: Path, designs: np.ndarray, scores: dict[str, np.ndarray]) -> None:
         """``path`` (.npz: ``points`` + one array per score) and one PLY per design in
-        ``<stem>_ply/design_00000.ply`` … beside it (older PLYs there are removed)."""
+        ``<stem>_ply/design_00000.ply`` … beside it (older PLYs there are removed); the ids
+        the designs were read with, if any, go into the ``.npz``."""
         path = Path(path)
-        write_npz(path, designs, scores)
+        write_npz(path, designs, scores, getattr(designs, "ids", None))
         folder = path.parent / f"{path.stem}_ply"
         for old in folder.glob("design_*.ply"):
             old.unlink()
         write_plys(folder, designs)
 
     def design_labels(self, designs: np.ndarray) -> list[str]:
-        """``design_00000`` …, the PLY file names."""
-        return [f"design_{i:05d}" for i in range(len(designs))]
+        """The ids the designs were read with, else ``design_00000`` …, the PLY file names."""
+        ids = getattr(designs, "ids", None)
+        return ids or [f"design_{i:05d}" for i in range(len(designs))]
 
     def score(
         self, designs: np.ndarray, oracles: list[str], reward_model: Path | None = None
     ) -> dict[str, np.ndarray]:
         """One column per oracle spec (NaN where an oracle failed on a design)."""
         built = make_oracles(self.name, oracles, reward_model=reward_model)
-        return {spec: oracle(designs) for spec, oracle in built.items()}
+        points = np.asarray(designs)  # plain arrays for the oracles
+        return {spec: oracle(points) for spec, oracle in built.items()}
 
     def diversity(self, x: Tensor) -> float:
         """Mean pairwise Chamfer distance (squared world units) among the first

@@ -26,6 +26,7 @@ points; furniture within 1 %); "size" is the diagonal of that robust box.
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,7 +35,7 @@ from torch import Tensor
 
 from rewarddiff import UserError
 from rewarddiff.oracles.base import FunctionOracle, OracleInfo
-from rewarddiff.oracles.registry import register_oracle
+from rewarddiff.oracles.registry import no_argument, register_oracle
 
 DOMAIN = "shape"
 EXTENT_QUANTILES = (0.001, 0.999)
@@ -305,33 +306,33 @@ INFOS = {
 }
 
 
-def _no_argument(name: str, argument: str | None) -> None:
-    if argument:
-        raise UserError(f"oracle {name} takes no argument (got {name}:{argument})")
-
-
-@register_oracle(DOMAIN, "symmetry", INFOS["symmetry"])
+@register_oracle(DOMAIN, "symmetry", INFOS["symmetry"], no_argument("symmetry"))
 def symmetry_oracle(argument=None, **context):
-    _no_argument("symmetry", argument)
+    no_argument("symmetry")(argument)
     return FunctionOracle(INFOS["symmetry"], symmetry_error, symmetry_error_torch)
 
 
-@register_oracle(DOMAIN, "stability", INFOS["stability"])
+@register_oracle(DOMAIN, "stability", INFOS["stability"], no_argument("stability"))
 def stability_oracle(argument=None, **context):
-    _no_argument("stability", argument)
+    no_argument("stability")(argument)
     return FunctionOracle(INFOS["stability"], stability_margin, stability_margin_torch)
 
 
-@register_oracle(DOMAIN, "height", INFOS["height"])
+@register_oracle(DOMAIN, "height", INFOS["height"], no_argument("height"))
 def height_oracle(argument=None, **context):
-    _no_argument("height", argument)
+    no_argument("height")(argument)
     return FunctionOracle(INFOS["height"], height, height_torch)
 
 
-@register_oracle(DOMAIN, "aspect", INFOS["aspect"])
-def aspect_oracle(argument=None, **context):
+def aspect_argument(argument: str | None, config: dict | None = None) -> None:
+    """UserError unless ``aspect:<hw|dw>`` names a ratio."""
     if argument not in ASPECTS:
         raise UserError(f"oracle aspect needs hw or dw, e.g. aspect:hw (got {argument!r})")
+
+
+@register_oracle(DOMAIN, "aspect", INFOS["aspect"], aspect_argument)
+def aspect_oracle(argument=None, **context):
+    aspect_argument(argument)
     template = INFOS["aspect"]
     info = OracleInfo(
         f"aspect:{argument}", DOMAIN, "target", "ratio", "cheap", True, template.description
@@ -343,13 +344,54 @@ def aspect_oracle(argument=None, **context):
     )
 
 
-@register_oracle(DOMAIN, "compactness", INFOS["compactness"])
+@register_oracle(DOMAIN, "compactness", INFOS["compactness"], no_argument("compactness"))
 def compactness_oracle(argument=None, **context):
-    _no_argument("compactness", argument)
+    no_argument("compactness")(argument)
     return FunctionOracle(INFOS["compactness"], compactness, compactness_torch)
 
 
-@register_oracle(DOMAIN, "seat_height", INFOS["seat_height"])
+@register_oracle(DOMAIN, "seat_height", INFOS["seat_height"], no_argument("seat_height"))
 def seat_height_oracle(argument=None, **context):
-    _no_argument("seat_height", argument)
+    no_argument("seat_height")(argument)
     return FunctionOracle(INFOS["seat_height"], seat_height)
+
+
+# ----- the family classifier's classes (its oracles live in shapes.domain) ----------------------
+def check_family_name(kind: str, argument: str | None, families) -> None:
+    """UserError unless ``kind:<family>`` names one of ``families``."""
+    if argument not in families:
+        problem = f"unknown family {argument!r}" if argument else "needs a family"
+        raise UserError(f"oracle {kind}: {problem} (known: {', '.join(families)})")
+
+
+def data_families(config: dict) -> list[str] | None:
+    """The families a classifier trained on the domain's ``data`` knows: the procedural
+    ``families``, the PC15k synsets' names, a mesh folder's sub-folders (``shape`` for meshes
+    at its top); None while the mesh folder cannot be read (preparing the data says why)."""
+    from shapes import data
+
+    params = config.get("data") or {}
+    source = params.get("source", "procedural")
+    if source == "procedural":
+        chosen = params.get("families", data.FAMILIES)
+        return [f for f in data.FAMILIES if f in chosen]
+    if source == "pc15k":
+        return [data.SYNSET_NAMES.get(s, s) for s in params.get("synsets", [])]
+    from shapes.domain import MESH_SUFFIXES
+
+    root = Path(params.get("root", ""))
+    if source != "mesh" or not root.is_dir():
+        return None
+    files = [p for p in root.rglob("*") if p.suffix.lower() in MESH_SUFFIXES]
+    return sorted({p.parent.name if p.parent != root else "shape" for p in files})
+
+
+def check_family(kind: str):
+    """The check of a family-classifier oracle (``kind:<family>``) against the config's data."""
+
+    def check(argument: str | None, config: dict) -> None:
+        families = data_families(config)
+        if families is not None:
+            check_family_name(kind, argument, families)
+
+    return check

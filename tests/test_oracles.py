@@ -5,6 +5,7 @@ from importlib.metadata import EntryPoint
 import numpy as np
 import pytest
 import torch
+from badinput import assert_clean_error
 
 import seqgen.dna  # noqa: F401  (registers the dna domain and its oracles)
 from rewarddiff import UserError
@@ -47,6 +48,78 @@ def test_entry_point_registers_third_party_oracle(monkeypatch):
     monkeypatch.setattr(registry, "_entry_points_loaded", False)
     assert "length" in registry.available("dna")
     assert registry.make_oracle("dna", "length")(["ACG", "A"]).tolist() == [3.0, 1.0]
+
+
+WINDOW_SYNTAX = ("expected NAME=LOW..HIGH with NAME one of length, charge, gravy, instability, "
+                 "pi, aromaticity, helix_fraction, hydrophobic_moment")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "domain, spec, message",
+    [
+        ("dna", "gc_content:7", "oracle gc_content takes no argument (got gc_content:7)"),
+        ("dna", "jaspar_motif", "oracle jaspar_motif needs a matrix id, e.g. jaspar_motif:MA0114"),
+        (
+            "dna",
+            "jaspar_motif:NOPE",
+            "oracle jaspar_motif: unknown JASPAR matrix id 'NOPE' in JASPAR2024",
+        ),
+        ("protein", "charge:7", "oracle charge takes no argument (got charge:7)"),
+        (
+            "protein",
+            "hydrophobic_moment:-3",
+            "oracle hydrophobic_moment: window '-3' is not a positive integer",
+        ),
+        (
+            "protein",
+            "amp_windows:charge=9..2",
+            "oracle amp_windows: property window 'charge=9..2': need LOW <= HIGH, got 9..2",
+        ),
+        (
+            "protein",
+            "amp_windows:charge=nan..2",
+            "oracle amp_windows: property window 'charge=nan..2': need LOW <= HIGH, got nan..2",
+        ),
+        (
+            "protein",
+            "amp_windows:charge",
+            f"oracle amp_windows: property window 'charge': {WINDOW_SYNTAX}",
+        ),
+        (
+            "protein",
+            "amp_windows:charge=2..9;length=10..40",
+            "oracle amp_windows: property window 'charge=2..9;length=10..40': bounds must be "
+            "numbers",
+        ),
+        ("molecule", "qed:1", "oracle qed takes no argument (got qed:1)"),
+        (
+            "molecule",
+            "stability:mol",
+            "oracle stability needs molecule or atom (stability:molecule), not 'mol'",
+        ),
+        (
+            "molecule",
+            "mmff_strain:full",
+            "oracle mmff_strain takes no argument or hrelax, not 'full'",
+        ),
+        ("molecule", "xtb:gap@0", "oracle xtb: timeout must be positive, not 0.0"),
+        ("shape", "height:2", "oracle height takes no argument (got height:2)"),
+        ("shape", "aspect:hd", "oracle aspect needs hw or dw, e.g. aspect:hw (got 'hd')"),
+    ],
+)
+def test_checks_and_factories_reject_bad_arguments_alike(domain, spec, message):
+    for build in (registry.check_oracle, registry.make_oracle):  # the check imports the domain
+        with pytest.raises(UserError) as err:
+            build(domain, spec)
+        assert str(err.value) == message, build
+
+
+def test_score_rejects_a_bad_oracle_argument_in_one_line(tmp_path, capsys):
+    fasta, out = tmp_path / "designs.fasta", tmp_path / "scores.csv"
+    fasta.write_text(">a\nGGGGCCCC\n")
+    argv = ["score", "--domain", "dna", "--input", fasta, "--oracles", "gc_content:7", "--out", out]
+    assert_clean_error(capsys, argv, "rewarddiff score: error: oracle gc_content takes no argument "
+                       "(got gc_content:7)", outputs=[out], keep=[fasta])  # fmt: skip
 
 
 def test_transforms_known_values():

@@ -1,5 +1,9 @@
 """Oracle registry: built-ins register by name, third parties via the ``rewarddiff.oracles``
-entry-point group. A spec string ``name:argument`` picks a factory and passes the argument."""
+entry-point group. A spec string ``name:argument`` picks a factory and passes the argument.
+
+A factory may come with a ``check(argument, config)``: a cheap, side-effect-free test of the
+argument against the domain's config section (``config["domains"][domain]``; ``{}`` = the
+defaults) that needs no trained model, so campaigns reject a bad spec before any training."""
 
 from __future__ import annotations
 
@@ -13,17 +17,32 @@ ENTRY_POINT_GROUP = "rewarddiff.oracles"
 
 # (domain, name) -> (factory(argument, **context) -> Oracle, info template)
 _FACTORIES: dict[tuple[str, str], tuple[Callable[..., Oracle], OracleInfo]] = {}
+# (domain, name) -> check(argument, config) raising UserError for a bad argument
+_CHECKS: dict[tuple[str, str], Callable[[str | None, dict], None]] = {}
 _entry_points_loaded = False
 
 
-def register_oracle(domain: str, name: str, info: OracleInfo):
-    """Decorator: register ``factory(argument: str | None, **context) -> Oracle``."""
+def register_oracle(domain: str, name: str, info: OracleInfo, check: Callable | None = None):
+    """Decorator: register ``factory(argument: str | None, **context) -> Oracle`` and, when
+    given, ``check(argument: str | None, config: dict) -> None`` (see the module docstring)."""
 
     def wrap(factory):
         _FACTORIES[(domain, name)] = (factory, info)
+        if check is not None:
+            _CHECKS[(domain, name)] = check
         return factory
 
     return wrap
+
+
+def no_argument(name: str) -> Callable[[str | None, dict | None], None]:
+    """The check of an oracle that takes no argument (factories call it too)."""
+
+    def check(argument: str | None, config: dict | None = None) -> None:
+        if argument:
+            raise UserError(f"oracle {name} takes no argument (got {name}:{argument})")
+
+    return check
 
 
 def _load_entry_points() -> None:
@@ -43,6 +62,27 @@ def available(domain: str) -> dict[str, OracleInfo]:
     return {name: info for (d, name), (_, info) in sorted(_FACTORIES.items()) if d == domain}
 
 
+def _lookup(domain: str, spec: str) -> tuple[str, str | None]:
+    """(name, argument or None) of a registered spec; unknown names give a UserError."""
+    _load_entry_points()
+    name, _, argument = spec.partition(":")
+    if (domain, name) not in _FACTORIES:
+        known = ", ".join(available(domain)) or "none"
+        raise UserError(f"unknown oracle {spec!r} for domain {domain!r} (known: {known})")
+    return name, argument or None
+
+
+def check_oracle(domain: str, spec: str, config: dict | None = None) -> None:
+    """UserError unless ``spec`` names a registered oracle whose check (if it has one) accepts
+    its argument; ``config``: the domain's config section. Builds nothing."""
+    from rewarddiff.domain import get_domain
+
+    get_domain(domain)  # built-in oracles register when their domain is imported
+    name, argument = _lookup(domain, spec)
+    if (domain, name) in _CHECKS:
+        _CHECKS[(domain, name)](argument, config or {})
+
+
 def make_oracles(domain: str, specs: list[str], **context) -> dict[str, Oracle]:
     """One oracle per distinct spec, in first-seen order."""
     return {spec: make_oracle(domain, spec, **context) for spec in dict.fromkeys(specs)}
@@ -50,10 +90,6 @@ def make_oracles(domain: str, specs: list[str], **context) -> dict[str, Oracle]:
 
 def make_oracle(domain: str, spec: str, **context) -> Oracle:
     """Build an oracle from ``name`` or ``name:argument``; unknown names give a UserError."""
-    _load_entry_points()
-    name, _, argument = spec.partition(":")
-    if (domain, name) not in _FACTORIES:
-        known = ", ".join(available(domain)) or "none"
-        raise UserError(f"unknown oracle {spec!r} for domain {domain!r} (known: {known})")
+    name, argument = _lookup(domain, spec)
     factory, _ = _FACTORIES[(domain, name)]
-    return factory(argument or None, **context)
+    return factory(argument, **context)

@@ -4,6 +4,7 @@ import os
 import re
 import shlex
 
+from rewarddiff.config import exit_on_user_error
 from rewarddiff.domain import BUILTIN_SUFFIX, design_suffix
 from rewarddiff.sheet import campaign_runs as sheet_runs, read_sheet
 
@@ -20,8 +21,14 @@ wildcard_constraints:
 
 
 # the enabled rows, checked against the schema and the config; the main process also checks
-# that every domain and oracle named is registered (jobs on a cluster skip the imports)
-CAMPAIGNS = read_sheet(config["campaigns"], config["objectives"], deep=workflow.is_main_process)
+# every domain and oracle spec named, arguments included (jobs on a cluster skip the imports)
+CAMPAIGNS = exit_on_user_error(
+    read_sheet,
+    config["campaigns"],
+    config["objectives"],
+    deep=workflow.is_main_process,
+    domains=config["domains"],
+)
 
 
 def as_json(obj):

@@ -11,4 +11,4 @@ rule prepare_data:
         "{results}/benchmarks/{domain}/prepare_data.tsv"
     shell:
         "rewarddiff prepare --domain {wildcards.domain} --params {params.cfg} "
-        "--out-dir {params.out} > {log} 2>&1"
+        "--out-dir {params.out:q} > {log:q} 2>&1"

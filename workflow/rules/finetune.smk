@@ -29,5 +29,6 @@ rule finetune:
     shell:
         "rewarddiff finetune --domain {wildcards.domain} --method {wildcards.method} "
         "--threads {threads} --params {params.method} --objective {params.objective} "
-        "--pretrained {input.pretrained} --reward-model {input.reward} "
-        "--data-dir {params.data} --seed {wildcards.seed} --out-dir {params.out} > {log} 2>&1"
+        "--pretrained {input.pretrained:q} --reward-model {input.reward:q} "
+        "--data-dir {params.data:q} --seed {wildcards.seed} --out-dir {params.out:q} "
+        "> {log:q} 2>&1"

@@ -18,4 +18,5 @@ rule pretrain:
         "{results}/benchmarks/{domain}/pretrain.tsv"
     shell:
         "rewarddiff pretrain --domain {wildcards.domain} --threads {threads} "
-        "--params {params.cfg} --data-dir {params.data} --out-dir {params.out} > {log} 2>&1"
+        "--params {params.cfg} --data-dir {params.data:q} --out-dir {params.out:q} "
+        "> {log:q} 2>&1"

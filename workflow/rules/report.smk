@@ -21,5 +21,5 @@ rule report:
     log:
         f"{LOGS}/report.log",
     shell:
-        "rewarddiff report --results-dir {params.results} --metrics {input.metrics} "
-        "--out-dir {params.out} > {log} 2>&1"
+        "rewarddiff report --results-dir {params.results:q} --metrics {input.metrics:q} "
+        "--out-dir {params.out:q} > {log:q} 2>&1"

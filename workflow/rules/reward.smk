@@ -24,5 +24,5 @@ rule train_reward:
         "{results}/benchmarks/{domain}/train_reward_{role}.tsv"
     shell:
         "rewarddiff train-reward --domain {wildcards.domain} --copy {wildcards.role} "
-        "--threads {threads} --params {params.cfg} --data-dir {params.data} "
-        "--out-dir {params.out} > {log} 2>&1"
+        "--threads {threads} --params {params.cfg} --data-dir {params.data:q} "
+        "--out-dir {params.out:q} > {log:q} 2>&1"

@@ -20,9 +20,10 @@ rule sample:
         ext=DESIGN_EXT,
     params:
         n=n_samples,
-        # designs made during fine-tuning (best_of_n's selection, guidance's guided samples)
+        # designs made during fine-tuning (best_of_n's selection, guidance's guided samples):
+        # the option and its path, shell-quoted here (the option is absent for other methods)
         selected=lambda w, input: (
-            f"--selected {os.path.dirname(input.model)}/selected.{w.ext}"
+            shlex.join(["--selected", f"{os.path.dirname(input.model)}/selected.{w.ext}"])
             if w.method in ("best_of_n", "guidance") else ""
         ),
         # distinct seeds for baseline sampling and fine-tuned sampling
@@ -34,5 +35,5 @@ rule sample:
         "{results}/benchmarks/{domain}/sample_{campaign}_{method}_seed{seed}_{ext}.tsv"
     shell:
         "rewarddiff sample --domain {wildcards.domain} --threads {threads} "
-        "--model {input.model} {params.selected} --n {params.n} --seed {params.seed} "
-        "--out {output.designs} > {log} 2>&1"
+        "--model {input.model:q} {params.selected} --n {params.n} --seed {params.seed} "
+        "--out {output.designs:q} > {log:q} 2>&1"

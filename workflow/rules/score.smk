@@ -34,8 +34,9 @@ rule score:
         "{results}/benchmarks/{domain}/score_{campaign}_{method}_seed{seed}.tsv"
     shell:
         "rewarddiff score --domain {wildcards.domain} --threads {threads} "
-        "--input {input.designs} --oracles {params.oracles:q} "
-        "--reward-model {input.eval_reward} --ft-reward-model {input.ft_reward} "
+        "--input {input.designs:q} --oracles {params.oracles:q} "
+        "--reward-model {input.eval_reward:q} --ft-reward-model {input.ft_reward:q} "
         "--objective {params.objective} --metrics-params {params.metrics} "
-        "--data-dir {params.data} --pretrained {input.pretrained} --model {input.model} "
-        "--out {output.scores} --designs-out {params.scored} --metrics-out {output.metrics} > {log} 2>&1"
+        "--data-dir {params.data:q} --pretrained {input.pretrained:q} --model {input.model:q} "
+        "--out {output.scores:q} --designs-out {params.scored:q} "
+        "--metrics-out {output.metrics:q} > {log:q} 2>&1"

@@ -12,14 +12,31 @@ A prepared split ``<split>.npz`` holds flat arrays (no pickle): ``numbers`` (tot
 
 from __future__ import annotations
 
+import csv
 import importlib.util
+import io
+import os
 import re
+import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from rdkit import Chem
 
-from molgen.molecule import Molecule, atomic_number, read_molecules
+from molgen.molecule import (
+    EMBED_SEED,
+    Molecule,
+    atomic_number,
+    embed_3d,
+    rdkit_log,
+    rdkit_reason,
+    read_molecules,
+    read_text,
+    require_3d,
+)
 from rewarddiff import UserError
 from rewarddiff.io import atomic_path
 
@@ -38,6 +55,8 @@ PROPERTY_UNITS = {"alpha": "Bohr³", "gap": "meV", "homo": "meV", "lumo": "meV",
                   "Cv": "cal/mol K"}  # fmt: skip
 EDM_SPLIT = {"train": 100_000, "valid": 17_748, "test": 13_083}
 SPLITS = ("train", "valid", "test")
+DATA_KEYS = ("source", "path", "max_atoms", "max_per_split", "seed")
+MIN_MOLECULES = 4  # train 2 (one per ft / eval half), valid 1, test 1
 _NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 
@@ -111,42 +130,53 @@ def edm_split(n: int, seed: int = 0) -> dict[str, np.ndarray]:
     }
 
 
-def smiles_to_molecule(smiles: str, seed: int = 0, name: str = "") -> Molecule:
-    """SMILES → 3D with explicit hydrogens: RDKit ETKDG embedding, then MMFF94 optimisation."""
-    from rdkit import Chem
-    from rdkit.Chem import AllChem
-
-    mol = Chem.MolFromSmiles(smiles)
+def smiles_to_molecule(smiles: str, seed: int = EMBED_SEED, name: str = "") -> Molecule:
+    """SMILES → 3D with explicit hydrogens: RDKit ETKDG embedding, then MMFF94 optimisation.
+    ``name`` (e.g. ``"mols.csv: line 4"``) starts an error message."""
+    where = f"{name}: " if name else ""
+    with rdkit_log() as log:
+        mol = Chem.MolFromSmiles(smiles)
     if mol is None:
-        raise UserError(f"{name or smiles}: RDKit cannot parse SMILES {smiles!r}")
-    mol = Chem.AddHs(mol)
-    params = AllChem.ETKDGv3()
-    params.randomSeed = seed
-    if AllChem.EmbedMolecule(mol, params) != 0:
-        raise UserError(f"{name or smiles}: ETKDG could not embed {smiles!r} in 3D")
-    if AllChem.MMFFHasAllMoleculeParams(mol):
-        AllChem.MMFFOptimizeMolecule(mol, maxIters=2000)
+        raise UserError(f"{where}RDKit cannot parse SMILES {smiles!r}: {rdkit_reason(log)}")
+    mol = embed_3d(mol, where, seed)
     numbers = [a.GetAtomicNum() for a in mol.GetAtoms()]
     return Molecule(numbers, mol.GetConformer().GetPositions(), name, {"smiles": smiles})
 
 
-def read_smiles_file(path: str | Path, seed: int = 0) -> list[Molecule]:
-    """CSV/TSV with a ``smiles`` column (other numeric columns become properties) or a plain
-    file with one SMILES per line."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: no such file")
-    sep = "\t" if path.suffix in (".tsv", ".tab") else ","
-    table = pd.read_csv(path, sep=sep)
-    if "smiles" not in table.columns:
-        table = pd.read_csv(path, header=None, names=["smiles"], sep="\t", usecols=[0])
+def read_smiles_file(path: str | Path, seed: int = EMBED_SEED) -> list[Molecule]:
+    """Molecules ``mol_<i>`` embedded in 3D from a ``.csv`` / ``.tsv`` table with a ``smiles``
+    column (any case; other numeric columns become properties) or, for any other suffix, one
+    SMILES per line (text after it, e.g. a ``.smi`` name, is ignored)."""
     out = []
-    for i, row in table.iterrows():
-        mol = smiles_to_molecule(str(row["smiles"]).split()[0], seed, f"{path}: record {i}")
-        mol.name = f"mol_{i}"
-        mol.props |= {k: float(v) for k, v in row.items() if k != "smiles" and _is_number(v)}
+    for line, smiles, props in smiles_rows(path):
+        mol = smiles_to_molecule(smiles, seed, f"{path}: line {line}")
+        mol.name = f"mol_{len(out)}"
+        mol.props |= props
         out.append(mol)
     return out
+
+
+def smiles_rows(path: str | Path) -> list[tuple[int, str, dict]]:
+    """(line number, SMILES, numeric columns) of each row of a SMILES file (see
+    :func:`read_smiles_file`); blank lines are skipped, an empty SMILES is an error."""
+    text, path = read_text(path), Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".tsv", ".tab"):
+        rows = [(k, line.split()[0], {}) for k, line in enumerate(text.splitlines(), 1)
+                if line.strip()]  # fmt: skip
+        return rows[1:] if rows[0][1].lower() == "smiles" else rows  # a header line
+    reader = csv.DictReader(io.StringIO(text), delimiter="," if suffix == ".csv" else "\t")
+    columns = [c for c in reader.fieldnames or [] if c.strip().lower() == "smiles"]
+    if not columns:
+        raise UserError(f"{path}: line 1: no 'smiles' column (columns: {reader.fieldnames})")
+    rows = []
+    for row in reader:
+        smiles = (row[columns[0]] or "").strip()
+        if not smiles:
+            raise UserError(f"{path}: line {reader.line_num}: empty SMILES")
+        props = {k: float(v) for k, v in row.items() if k != columns[0] and _is_number(v)}
+        rows.append((reader.line_num, smiles, props))
+    return rows
 
 
 def _is_number(value) -> bool:
@@ -157,9 +187,22 @@ def _is_number(value) -> bool:
         return False
 
 
-def save_split(path: Path, molecules: list[Molecule], half: np.ndarray | None = None) -> None:
-    """Write one prepared split (layout in the module docstring)."""
-    names = sorted({k for m in molecules for k, v in m.props.items() if _is_number(v)} - {"index"})
+def numeric_fields(molecules: list[Molecule]) -> list[str]:
+    """The ``props`` that are properties: every molecule that has the field holds a number."""
+    fields = {k for m in molecules for k in m.props} - {"index", "smiles"}
+    return sorted(k for k in fields if all(_is_number(m.props[k]) for m in molecules
+                                           if k in m.props))  # fmt: skip
+
+
+def save_split(
+    path: Path,
+    molecules: list[Molecule],
+    half: np.ndarray | None = None,
+    properties: list[str] | None = None,
+) -> None:
+    """Write one prepared split (layout in the module docstring) with the ``properties``
+    (default :func:`numeric_fields`; NaN where a molecule lacks one)."""
+    names = numeric_fields(molecules) if properties is None else properties
     arrays = {
         "numbers": np.concatenate([m.numbers for m in molecules]).astype(np.int8),
         "positions": np.concatenate([m.positions for m in molecules]).astype(np.float32),
@@ -192,42 +235,101 @@ def load_split(path: str | Path) -> tuple[list[Molecule], dict[str, np.ndarray]]
     return molecules, columns
 
 
+def check_data_params(params: dict) -> tuple[str, int]:
+    """(source, seed) of a ``data`` section; a UserError for an unknown key or a bad value."""
+    unknown = sorted(set(params) - set(DATA_KEYS))
+    if unknown:
+        raise UserError(f"data: unknown key {unknown[0]!r} (known: {', '.join(DATA_KEYS)})")
+    source = params.get("source", "qm9")
+    if source not in ("qm9", "file", "smiles"):
+        raise UserError(f"data: unknown molecule source {source!r} (qm9, file, smiles)")
+    if source != "qm9" and not isinstance(params.get("path"), str):
+        raise UserError(f"data: source {source!r} needs key 'path' (a file name)")
+    for key, low in (("max_atoms", 1), ("max_per_split", 1), ("seed", 0)):
+        value = params.get(key)
+        if value is not None and (type(value) is not int or value < low):
+            raise UserError(f"data: {key} must be a whole number ≥ {low}, not {value!r}")
+    return source, params.get("seed") or 0
+
+
+def read_source(params: dict, source: str, seed: int) -> tuple[list[Molecule], dict]:
+    """All molecules of the data source and their split indices (EDM's split for QM9, else a
+    seeded permutation: 10 % valid, 10 % test, at least one each)."""
+    if source == "qm9":
+        molecules = read_qm9()
+        return molecules, edm_split(len(molecules), seed)
+    path = params["path"]
+    molecules = read_molecules(path) if source == "file" else read_smiles_file(path)
+    require_3d(molecules, "the generator learns 3D geometry: give 3D coordinates, or SMILES "
+               "(data source smiles) to embed them")  # fmt: skip
+    if len(molecules) < MIN_MOLECULES:
+        raise UserError(
+            f"{path}: {len(molecules)} molecules; preparing needs at least "
+            f"{MIN_MOLECULES} (train 2, one per ft / eval half; valid 1; test 1)"
+        )
+    perm = np.random.RandomState(seed).permutation(len(molecules))
+    n_valid = n_test = max(1, len(molecules) // 10)
+    splits = {
+        "train": perm[n_valid + n_test :],
+        "valid": perm[:n_valid],
+        "test": perm[n_valid : n_valid + n_test],
+    }
+    return molecules, splits
+
+
+def select(molecules: list[Molecule], idx: np.ndarray, split: str, params: dict, rng):
+    """(molecule indices, train halves or None) of one split after ``max_atoms`` and
+    ``max_per_split``; a UserError naming the split and the settings when nothing is left
+    (or a train half is empty)."""
+    sizes = np.array([len(molecules[i]) for i in idx], dtype=int)
+    if params.get("max_atoms"):
+        idx = idx[sizes <= params["max_atoms"]]
+    half = (np.arange(len(idx)) >= len(idx) // 2).astype(int) if split == "train" else None
+    if params.get("max_per_split") and len(idx) > params["max_per_split"]:
+        keep = np.sort(rng.choice(len(idx), params["max_per_split"], replace=False))
+        idx, half = idx[keep], (None if half is None else half[keep])
+    settings = [f"{k} {params[k]}" for k in ("max_atoms", "max_per_split") if params.get(k)]
+    after = f" after {' and '.join(settings)}" if settings else ""
+    if not len(idx):
+        smallest = f" (its smallest molecule has {sizes.min()} atoms)" if len(sizes) else ""
+        raise UserError(f"data: split {split} is empty{after}{smallest}")
+    if half is not None and len(set(half.tolist())) < 2:
+        raise UserError(f"data: split train has {len(idx)} molecule(s){after}; the ft and eval "
+                        f"reward models need one half each")  # fmt: skip
+    return idx, half
+
+
 def prepare(params: dict, out_dir: Path) -> dict:
     """Write ``{train,valid,test}.npz``. ``params``: ``source`` (qm9 | file | smiles), ``path``
     for user data, ``max_atoms`` (drop larger molecules, after splitting), ``max_per_split``
-    (seeded subset per split, demo scale), ``seed``."""
-    source, seed = params.get("source", "qm9"), params.get("seed", 0)
-    if source == "qm9":
-        molecules = read_qm9()
-        splits = edm_split(len(molecules), seed)
-    elif source in ("file", "smiles"):
-        if "path" not in params:
-            raise UserError(f"data: source {source!r} needs key 'path'")
-        reader = read_molecules if source == "file" else read_smiles_file
-        molecules = reader(params["path"])
-        perm = np.random.RandomState(seed).permutation(len(molecules))
-        n_valid = n_test = max(1, len(molecules) // 10)
-        splits = {
-            "train": perm[n_valid + n_test :],
-            "valid": perm[:n_valid],
-            "test": perm[n_valid : n_valid + n_test],
-        }
-    else:
-        raise UserError(f"data: unknown molecule source {source!r} (qm9, file, smiles)")
-    summary, kept = {}, []
+    (seeded subset per split, demo scale), ``seed``. Every split is checked before the first
+    is written."""
+    source, seed = check_data_params(params)
+    molecules, splits = read_source(params, source, seed)
     rng = np.random.RandomState(seed + 1)
-    for split in SPLITS:
-        idx = splits[split]
-        if params.get("max_atoms"):
-            idx = idx[[len(molecules[i]) <= params["max_atoms"] for i in idx]]
-        half = (np.arange(len(idx)) >= len(idx) // 2).astype(int) if split == "train" else None
-        if params.get("max_per_split") and len(idx) > params["max_per_split"]:
-            keep = np.sort(rng.choice(len(idx), params["max_per_split"], replace=False))
-            idx, half = idx[keep], (None if half is None else half[keep])
-        chosen = [molecules[i] for i in idx]
-        save_split(Path(out_dir) / f"{split}.npz", chosen, half)
-        summary[split] = len(chosen)
-        kept += chosen
+    chosen = {split: select(molecules, splits[split], split, params, rng) for split in SPLITS}
+    kept = [molecules[i] for idx, _ in chosen.values() for i in idx]
+    properties = numeric_fields(kept)
+    summary = {}
+    for split, (idx, half) in chosen.items():
+        save_split(Path(out_dir) / f"{split}.npz", [molecules[i] for i in idx], half, properties)
+        summary[split] = len(idx)
     summary["max_atoms"] = int(max(len(m) for m in kept))
     summary["elements"] = sorted({int(z) for m in kept for z in np.unique(m.numbers)})
     return summary
+
+
+@contextmanager
+def staged_folder(out_dir: str | Path):
+    """Yield an empty temp folder inside ``out_dir``; when the block succeeds its files replace
+    their namesakes in ``out_dir``, else it is deleted: a failed stage leaves the files of
+    ``out_dir`` as they were (none, or a complete earlier set), never a mix."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".staged.", dir=out_dir))
+    try:
+        yield stage
+        for f in sorted(stage.iterdir()):
+            os.replace(f, out_dir / f.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

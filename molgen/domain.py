@@ -4,7 +4,7 @@ metrics."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -18,7 +18,14 @@ from molgen.bonds import perceive
 from molgen.generator import MoleculeGenerator
 from molgen.graph import from_dense, to_dense
 from molgen.model import EGNNConfig, EGNNDenoiser
-from molgen.molecule import Molecule, read_molecules, write_sdf
+from molgen.molecule import (
+    EMBED_HINT,
+    Molecule,
+    graph_smiles,
+    read_molecules,
+    require_3d,
+    write_sdf,
+)
 from molgen.regressor import PropertyRegressor, RegressorConfig
 from rewarddiff import UserError
 from rewarddiff.config import dataclass_from, resolve_device
@@ -48,15 +55,15 @@ class MoleculeDomain:
 
     # ----- data ----------------------------------------------------------------------------
     def prepare(self, params: dict, out_dir: Path) -> dict:
-        """``{train,valid,test}.npz``, ``train_smiles.txt`` (for novelty), ``dataset.json``."""
-        out_dir = Path(out_dir)
-        summary = data.prepare(params, out_dir)
-        train, _ = data.load_split(out_dir / "train.npz")
-        smiles = sorted(metrics.smiles_set(train))
-        with atomic_path(out_dir / "train_smiles.txt") as tmp:
-            tmp.write_text("\n".join(smiles) + "\n")
-        summary["train_unique_smiles"] = len(smiles)
-        write_json(out_dir / "dataset.json", summary)
+        """``{train,valid,test}.npz``, ``train_smiles.txt`` (for novelty), ``dataset.json``;
+        all or nothing (:func:`molgen.data.staged_folder`)."""
+        with data.staged_folder(out_dir) as stage:
+            summary = data.prepare(params, stage)
+            train, _ = data.load_split(stage / "train.npz")
+            smiles = sorted(metrics.smiles_set(train))
+            (stage / "train_smiles.txt").write_text("\n".join(smiles) + "\n")
+            summary["train_unique_smiles"] = len(smiles)
+            write_json(stage / "dataset.json", summary)
         return summary
 
     def load_split(self, data_dir: Path, split: str) -> tuple[torch.Tensor, dict]:
@@ -313,26 +320,41 @@ class MoleculeDomain:
     def to_designs(self, x: torch.Tensor) -> list[Molecule]:
         return from_dense(x)
 
-    def read_designs(self, path: Path) -> list[Molecule]:
-        return read_molecules(path)
+    def read_designs(self, path: Path, embed: bool = False) -> list[Molecule]:
+        """SDF or XYZ records; ``embed``: 2D SDF records are embedded in 3D (RDKit ETKDG +
+        MMFF94, seeded) and marked ``embedded``."""
+        return read_molecules(path, embed)
 
     def write_designs(
         self, path: Path, designs: list[Molecule], scores: dict[str, np.ndarray]
     ) -> None:
-        """SDF: 3D coordinates, bonds where perceived (:func:`molgen.bonds.perceive`), scores as
-        SD properties."""
+        """SDF: coordinates; bonds of the input record, else perceived
+        (:func:`molgen.bonds.perceive`); the input's SD fields as read, scores beside them. A
+        score named like an input field is written as ``score_<name>`` (the input's field
+        stays as it was)."""
+        scored = []
         for i, mol in enumerate(designs):
-            mol.props = {k: float(v[i]) for k, v in scores.items()}
-        write_sdf(path, designs, [perceive(m) for m in designs])
+            fields = dict(mol.props)
+            for name, values in scores.items():
+                key = name
+                while key in fields:
+                    key = f"score_{key}"
+                fields[key] = float(values[i])
+            scored.append(replace(mol, props=fields))
+        bonds = [m.record if m.record is not None else perceive(m) for m in designs]
+        write_sdf(path, scored, bonds)
 
     def design_labels(self, designs: list[Molecule]) -> list[str]:
-        """``name SMILES`` (largest fragment as EDM perceives it; ``-`` when invalid)."""
-        return [f"{m.name} {metrics.largest_fragment_smiles(m) or '-'}" for m in designs]
+        """``name SMILES``: the record's own name and its largest fragment as EDM perceives it
+        (the record's bonds for a 2D drawing; ``-`` when invalid)."""
+        return [f"{m.name} {_design_smiles(m) or '-'}" for m in designs]
 
     def score(
         self, designs: list[Molecule], oracles: list[str], reward_model: Path | None = None
     ) -> dict[str, np.ndarray]:
-        """One column per oracle spec (NaN where an oracle failed on a design)."""
+        """One column per oracle spec (NaN where an oracle failed on a design); a UserError
+        when an oracle that reads coordinates meets a 2D record."""
+        _oracles.check_3d(designs, oracles)
         built = make_oracles(self.name, oracles, reward_model=reward_model)
         return {spec: oracle(designs) for spec, oracle in built.items()}
 
@@ -388,6 +410,7 @@ class MoleculeDomain:
     ) -> dict:
         """EDM-protocol metrics (stability, validity, uniqueness, novelty), strict validity,
         geometry checks, diversity, and the log-likelihood bound under the pretrained model."""
+        require_3d(designs, f"the metrics read 3D geometry: {EMBED_HINT}")
         train_smiles = set((Path(data_dir) / "train_smiles.txt").read_text().split())
         out = {"n": len(designs)}
         out |= metrics.molecule_metrics(designs, train_smiles)
@@ -407,6 +430,10 @@ class MoleculeDomain:
             )
             out["loglik_pretrained"] = ll.mean().item() if len(ll) else float("nan")
         return out
+
+
+def _design_smiles(mol: Molecule) -> str | None:
+    return graph_smiles(mol.record) if mol.flat else metrics.largest_fragment_smiles(mol)
 
 
 MOLECULE = register_domain(MoleculeDomain())

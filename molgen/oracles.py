@@ -14,6 +14,8 @@
 * ``stability:molecule`` / ``stability:atom``: EDM molecule / atom stability.
 
 Failures are NaN, never exceptions (the :class:`~rewarddiff.oracles.base.Oracle` contract).
+2D input (an SDF drawing, ``Molecule.flat``) is no failure of one design but a user error for
+the oracles that read coordinates (:func:`check_3d`); the descriptors score its own bonds.
 Heavy dependencies (RDKit, tblite) are imported lazily, so xTB worker processes start quickly.
 """
 
@@ -39,7 +41,7 @@ import torch
 from molgen.data import PROPERTY_UNITS
 from rewarddiff import UserError
 from rewarddiff.oracles.base import FunctionOracle, OracleInfo
-from rewarddiff.oracles.registry import register_oracle
+from rewarddiff.oracles.registry import no_argument, register_oracle
 
 if TYPE_CHECKING:
     from molgen.molecule import Molecule
@@ -52,6 +54,7 @@ HARTREE_EV = 27.211386245988
 DEBYE_PER_AU = 2.541746  # e·bohr → Debye
 XTB_MAX_Z = 86  # GFN2-xTB parametrisation covers H–Rn
 DEFAULT_XTB_TIMEOUT_S = 30.0
+DEFAULT_TARGETS = ("alpha", "gap")  # the regressors' targets without reward.targets
 
 
 # ----- small content-addressed caches ----------------------------------------------------------
@@ -89,12 +92,34 @@ _SMILES_CACHE = _LRU(100_000)
 _XTB_CACHE = _LRU(100_000)
 
 
+# ----- 2D input ----------------------------------------------------------------------------------
+# oracles that read the coordinates (the descriptors need only the bond graph)
+GEOMETRY_ORACLES = ("xtb", "mmff_strain", "stability", "property")
+
+
+def check_3d(designs, specs: list[str]) -> None:
+    """UserError when a 2D drawing (``Molecule.flat``) is to be scored by an oracle of
+    ``GEOMETRY_ORACLES``; the message names the file, the record and the oracles."""
+    from molgen.molecule import EMBED_HINT, require_3d
+
+    needs_3d = [s for s in dict.fromkeys(specs) if s.partition(":")[0] in GEOMETRY_ORACLES]
+    if needs_3d:
+        verb = "reads" if len(needs_3d) == 1 else "read"
+        require_3d(designs, f"{', '.join(needs_3d)} {verb} 3D coordinates: {EMBED_HINT}")
+
+
 # ----- RDKit descriptors of the largest fragment -----------------------------------------------
 def _largest_fragment(mol: Molecule):
-    """Sanitised RDKit molecule (implicit Hs) of the largest fragment, or None if invalid."""
+    """Sanitised RDKit molecule (implicit Hs) of the largest fragment, or None if invalid; a 2D
+    drawing (``mol.flat``) by its record's own bonds, not perceived ones."""
     from rdkit import Chem
 
     from molgen.bonds import perceive
+    from molgen.molecule import graph_smiles
+
+    if mol.flat:
+        smiles = graph_smiles(mol.record)
+        return Chem.MolFromSmiles(smiles) if smiles else None
 
     def compute():
         try:
@@ -190,8 +215,9 @@ def _register_descriptor(name: str, info: OracleInfo) -> None:
         f"{info.description}, of the largest fragment of the perceived molecule; NaN if invalid",
     )
 
-    @register_oracle(DOMAIN, name, info)
+    @register_oracle(DOMAIN, name, info, no_argument(name))
     def factory(argument=None, **context):
+        no_argument(name)(argument)
         fn = rdkit_descriptor(name)
         return FunctionOracle(info, lambda designs: _per_molecule(fn, designs))
 
@@ -217,6 +243,15 @@ def _stability(designs, per_atom: bool) -> list[float]:
     return out
 
 
+def stability_argument(argument: str | None, config: dict | None = None) -> bool:
+    """Whether ``stability:molecule|atom`` scores per atom."""
+    if argument not in ("molecule", "atom"):
+        raise UserError(
+            f"oracle stability needs molecule or atom (stability:molecule), not {argument!r}"
+        )
+    return argument == "atom"
+
+
 @register_oracle(
     DOMAIN,
     "stability",
@@ -228,13 +263,10 @@ def _stability(designs, per_atom: bool) -> list[float]:
         description="EDM stability: molecule (1 if every atom has an allowed valence, else 0) "
         "or atom (fraction of atoms with an allowed valence); NaN for an empty molecule",
     ),
+    check=stability_argument,
 )
 def stability(argument=None, **context):
-    if argument not in ("molecule", "atom"):
-        raise UserError(
-            f"oracle stability needs molecule or atom (stability:molecule), not {argument!r}"
-        )
-    per_atom = argument == "atom"
+    per_atom = stability_argument(argument)
     info = OracleInfo(
         f"stability:{argument}",
         DOMAIN,
@@ -309,6 +341,13 @@ def _strain_batch(designs, relax_hydrogens: bool) -> list[float]:
     return out
 
 
+def strain_argument(argument: str | None, config: dict | None = None) -> bool:
+    """Whether ``mmff_strain[:hrelax]`` relaxes the hydrogens first."""
+    if argument not in (None, "hrelax"):
+        raise UserError(f"oracle mmff_strain takes no argument or hrelax, not {argument!r}")
+    return argument == "hrelax"
+
+
 @register_oracle(
     DOMAIN,
     "mmff_strain",
@@ -321,11 +360,10 @@ def _strain_batch(designs, relax_hydrogens: bool) -> list[float]:
         description="MMFF94 E(input geometry) − E(nearest local minimum), largest fragment; "
         "hrelax: all hydrogens relaxed first (heavy-atom strain only)",
     ),
+    check=strain_argument,
 )
 def mmff_strain_oracle(argument=None, **context):
-    if argument not in (None, "hrelax"):
-        raise UserError(f"oracle mmff_strain takes no argument or hrelax, not {argument!r}")
-    relax = argument == "hrelax"
+    relax = strain_argument(argument)
     info = OracleInfo(
         "mmff_strain:hrelax" if relax else "mmff_strain",
         DOMAIN,
@@ -563,6 +601,30 @@ def xtb_results(
     return [known[key] for key in keys]
 
 
+def xtb_argument(
+    argument: str | None, config: dict | None = None, default_timeout: float | None = None
+) -> tuple[str, float]:
+    """(property, timeout in s) of ``xtb:<property>[@<timeout s>]``; tblite must be installed."""
+    prop, _, timeout = (argument or "").partition("@")
+    if prop not in XTB_PROPERTIES:
+        raise UserError(
+            f"oracle xtb needs one of {', '.join(XTB_PROPERTIES)} (e.g. xtb:gap), not {argument!r}"
+        )
+    try:
+        timeout_s = float(timeout or default_timeout or DEFAULT_XTB_TIMEOUT_S)
+    except ValueError:
+        raise UserError(
+            f"oracle xtb: timeout must be seconds, e.g. xtb:gap@60, not {timeout!r}"
+        ) from None
+    if not (timeout_s > 0 and math.isfinite(timeout_s)):
+        raise UserError(f"oracle xtb: timeout must be positive, not {timeout_s}")
+    from importlib.util import find_spec
+
+    if find_spec("tblite") is None:
+        raise UserError("oracle xtb needs the tblite package (pip install tblite)")
+    return prop, timeout_s
+
+
 @register_oracle(
     DOMAIN,
     "xtb",
@@ -576,25 +638,10 @@ def xtb_results(
         "(eV), dipole moment (Debye) or total energy (Hartree); NaN on SCF failure, broken "
         "geometry or timeout (default 30 s per molecule; context xtb_timeout, xtb_workers)",
     ),
+    check=xtb_argument,
 )
 def xtb(argument=None, xtb_timeout=None, xtb_workers=None, **context):
-    prop, _, timeout = (argument or "").partition("@")
-    if prop not in XTB_PROPERTIES:
-        raise UserError(
-            f"oracle xtb needs one of {', '.join(XTB_PROPERTIES)} (e.g. xtb:gap), not {argument!r}"
-        )
-    try:
-        timeout_s = float(timeout or xtb_timeout or DEFAULT_XTB_TIMEOUT_S)
-    except ValueError:
-        raise UserError(
-            f"oracle xtb: timeout must be seconds, e.g. xtb:gap@60, not {timeout!r}"
-        ) from None
-    if not (timeout_s > 0 and math.isfinite(timeout_s)):
-        raise UserError(f"oracle xtb: timeout must be positive, not {timeout_s}")
-    from importlib.util import find_spec
-
-    if find_spec("tblite") is None:
-        raise UserError("oracle xtb needs the tblite package (pip install tblite)")
+    prop, timeout_s = xtb_argument(argument, default_timeout=xtb_timeout)
     index, direction, units, description = XTB_PROPERTIES[prop]
     info = OracleInfo(
         f"xtb:{prop}",
@@ -621,6 +668,18 @@ def load_regressor(path: str):
     return RewardEnsemble.load(path, lambda c: PropertyRegressor(RegressorConfig(**c["network"])))
 
 
+def check_target(argument: str | None, targets) -> None:
+    """UserError unless ``property:<target>`` names one of the regressors' ``targets``."""
+    if argument not in targets:
+        problem = f"unknown target {argument!r}" if argument else "needs a target"
+        raise UserError(f"oracle property: {problem} (known: {', '.join(targets)})")
+
+
+def check_property(argument: str | None, config: dict) -> None:
+    """The check of ``property:<target>`` against the config's ``reward.targets``."""
+    check_target(argument, (config.get("reward") or {}).get("targets", DEFAULT_TARGETS))
+
+
 @register_oracle(
     DOMAIN,
     "property",
@@ -633,6 +692,7 @@ def load_regressor(path: str):
         True,
         "QM9 property predicted by an e3nn regressor ensemble (the ft or eval copy)",
     ),
+    check=check_property,
 )
 def property_oracle(argument=None, reward_model=None, **context):
     from molgen.graph import to_dense
@@ -641,8 +701,7 @@ def property_oracle(argument=None, reward_model=None, **context):
         raise UserError(f"oracle property:{argument} needs a reward model (--reward-model PATH)")
     model = load_regressor(str(reward_model))
     targets = model.config["targets"]
-    if argument not in targets:
-        raise UserError(f"oracle property: unknown target {argument!r} (known: {targets})")
+    check_target(argument, targets)
     k = targets.index(argument)
     mean, std = model.config["mean"][k], model.config["std"][k]
 

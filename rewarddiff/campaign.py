@@ -3,6 +3,7 @@ paths and parameters, writes its outputs atomically and a ``manifest.json`` besi
 
 from __future__ import annotations
 
+import inspect
 import time
 from pathlib import Path
 
@@ -239,21 +240,28 @@ def score(
     pretrained: Path | None = None,
     designs_out: Path | None = None,
     model: Path | None = None,
+    embed: bool = False,
 ) -> pd.DataFrame:
     """``scores.csv``: one row per design, one column per oracle (NaN = failed), plus the
     objective under the fine-tuning and evaluation reward copies; optional ``metrics.json`` and
     the designs re-written with every score attached (SD properties, FASTA header fields).
     With the ``model`` that made the designs and a label condition in it (``ctrl``), the
-    metrics add per-label accuracy and macro-F1 of the evaluation classifier."""
+    metrics add per-label accuracy and macro-F1 of the evaluation classifier. ``embed``: the
+    domain embeds 2D input records in 3D (molecules); the manifest lists them (``embedded``)."""
     dom = get_domain(domain)
     inputs = {"designs": designs_path, "reward_model": reward_model, "model": model,
               "ft_reward_model": ft_reward_model, "pretrained": pretrained}  # fmt: skip
     refuse_overwrite(inputs, {"--out": out, "--designs-out": designs_out,
                               "--metrics-out": metrics_out})  # fmt: skip
-    params = {"oracles": oracles, "objective": objective, "metrics": metrics_params}
+    if objective is not None:
+        check_objective(objective)
+    params = {"oracles": oracles, "objective": objective, "metrics": metrics_params,
+              "embed": embed}  # fmt: skip
     inputs = {k: str(v) for k, v in inputs.items() if v is not None}
     manifest = Manifest("score", inputs, params, (metrics_params or {}).get("seed"))
-    designs = dom.read_designs(designs_path)
+    if embed and "embed" not in inspect.signature(dom.read_designs).parameters:
+        raise UserError(f"score: --embed embeds 2D molecule records; {domain} input has none")
+    designs = dom.read_designs(designs_path, **({"embed": True} if embed else {}))
     columns = dom.score(designs, oracles, reward_model)
     table = pd.DataFrame({"design": dom.design_labels(designs)} | columns)
     if objective is not None:
@@ -279,7 +287,9 @@ def score(
         write_json(metrics_out, result)
     with atomic_path(out) as tmp:
         table.to_csv(tmp, index=False)
-    manifest.write(Path(out).with_suffix(".manifest.json"), designs_scored=len(designs))
+    embedded = [d.name for d in designs if getattr(d, "embedded", False)]
+    manifest.write(Path(out).with_suffix(".manifest.json"), designs_scored=len(designs),
+                   **({"embedded": embedded} if embed else {}))  # fmt: skip
     return table
 
 

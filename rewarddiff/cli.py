@@ -16,11 +16,18 @@ import torch
 from rewarddiff import UserError, campaign
 
 
-def _json(text: str) -> dict:
+def _json(text: str):
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
         raise argparse.ArgumentTypeError(f"invalid JSON: {err.msg}") from None
+
+
+def _json_object(text: str) -> dict:
+    value = _json(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"a JSON object {{...}} is needed, not {text!r}")
+    return value
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -39,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--domain", required=True, help="dna, molecule or a registered domain")
         if section:
             p.add_argument("--config", type=Path, help="pipeline config YAML")
-            p.add_argument("--params", type=_json, help="stage parameters as JSON (overrides)")
+            p.add_argument(
+                "--params", type=_json_object, help="stage parameters as JSON (overrides)"
+            )
             p.set_defaults(section=section)
         p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
         return p
@@ -70,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--method", required=True, choices=list(DESCRIPTIONS), help="steering method (below)"
     )
-    p.add_argument("--params", type=_json, default={}, help="method parameters as JSON")
+    p.add_argument("--params", type=_json_object, default={}, help="method parameters as JSON")
     p.add_argument(
         "--objective",
         type=_json,
@@ -101,10 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--designs-out", type=Path, help="also write the designs with every score attached"
     )
     p.add_argument("--metrics-out", type=Path)
-    p.add_argument("--metrics-params", type=_json, default={})
+    p.add_argument("--metrics-params", type=_json_object, default={})
     p.add_argument("--data-dir", type=Path)
     p.add_argument("--pretrained", type=Path)
     p.add_argument("--model", type=Path, help="the model that made the designs (label metrics)")
+    p.add_argument(
+        "--embed",
+        action="store_true",
+        help="molecules: embed 2D SDF records in 3D (RDKit ETKDG + MMFF94, seeded) before "
+        "scoring; without it 2D records are an error for oracles that read coordinates",
+    )
 
     p = sub.add_parser("report", help="tables and plots from scored campaigns")
     p.add_argument("--results-dir", type=Path, required=True)
@@ -189,6 +204,7 @@ def run(args: argparse.Namespace) -> None:
                 args.pretrained,
                 args.designs_out,
                 args.model,
+                args.embed,
             )
             print(table.drop(columns="design").describe().loc[["count", "mean"]].to_string())
         case "report":
@@ -202,7 +218,7 @@ def run(args: argparse.Namespace) -> None:
             from rewarddiff.sheet import plan, read_sheet
 
             config = load_config(args.config)
-            sheet = read_sheet(args.sheet, config.get("objectives", {}))
+            sheet = read_sheet(args.sheet, config["objectives"], domains=config["domains"])
             jobs = plan(sheet, config.get("results_dir", "results"))
             counts = ", ".join(f"{n} {stage}" for stage, n in jobs["stage"].value_counts().items())
             print(f"{args.sheet}: {len(sheet)} enabled rows, {len(jobs)} jobs ({counts})")

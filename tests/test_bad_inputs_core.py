@@ -126,6 +126,10 @@ def test_bad_method_settings(tmp_path, capsys, method, params, fragment):
         (["score", "--domain", "dna", "--input", "x.fasta", "--out", "s.csv"],
          "give --oracles and/or --objective"),
         (["oracles", "--domain", "rna"], "unknown domain 'rna'"),
+        (["prepare", "--domain", "dna", "--params", "[1]", "--out-dir", "o"],
+         "argument --params: a JSON object {...} is needed, not '[1]'"),
+        (["score", "--domain", "dna", "--input", "x.fasta", "--objective", '{"reward": 1}',
+          "--out", "s.csv"], "objective.reward: 1 is not of type 'array'"),
     ],
 )  # fmt: skip
 def test_bad_arguments(tmp_path, capsys, monkeypatch, argv, fragment):

@@ -50,7 +50,9 @@ def interrupt_when(cmd, env, log, ready, sig) -> float:
 def test_snakemake_end_to_end_tiny(tmp_path):
     """The tiny campaign of every domain and method, interrupted twice on the way (Ctrl-C,
     then SIGKILL of Snakemake and its jobs): re-running finishes without redoing what had
-    finished, and every stage leaves its manifest."""
+    finished, and every stage leaves its manifest. The work folder's name carries spaces and
+    shell metacharacters: every path reaches the stages intact and nothing is executed."""
+    (tmp_path := tmp_path / "work dir;touch INJECTED;'q").mkdir()
     config = yaml.safe_load((ROOT / ".test/config/config.yaml").read_text())
     config["results_dir"] = str(tmp_path / "results")
     config["campaigns"] = str(ROOT / ".test/config/campaigns.tsv")
@@ -139,6 +141,7 @@ def test_snakemake_end_to_end_tiny(tmp_path):
     assert len(campaigns) == 4
     for scratch in ("checkpoint.safetensors", "train_log.partial.csv"):
         assert not [p for c in campaigns for p in c.rglob(scratch)]
+    assert not list(tmp_path.parent.rglob("INJECTED")) and not (ROOT / "INJECTED").exists()
 
 
 def test_killed_pretraining_resumes(tmp_path):

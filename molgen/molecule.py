@@ -16,7 +16,7 @@ import numpy as np
 from rdkit import Chem, rdBase
 
 from rewarddiff import UserError
-from rewarddiff.io import atomic_path
+from rewarddiff.io import atomic_path, existing_file, read_user_text
 
 ELEMENTS = Chem.GetPeriodicTable()
 _SYMBOLS = {ELEMENTS.GetElementSymbol(z).lower(): z for z in range(1, 119)}
@@ -84,33 +84,12 @@ def require_3d(molecules: list[Molecule], why: str) -> None:
         raise UserError(f"{flat}; {why}")
 
 
-def existing_file(path: str | Path) -> Path:
-    """``path`` if it is a file; else a UserError saying what it is instead."""
-    path = Path(path)
-    if path.is_dir():
-        raise UserError(f"{path}: is a directory, expected a file")
-    if not path.exists():
-        raise UserError(f"{path}: file not found")
-    return path
-
-
 def read_text(path: str | Path) -> str:
-    """The text of a user file; errors for a missing path, a folder, an empty file (or only
-    white space), a gzip file and bytes that are not UTF-8 text."""
-    raw = existing_file(path).read_bytes()
-    if not raw.strip():
+    """The text of a user file (:func:`rewarddiff.io.read_user_text`); also an error for an
+    empty file (or only white space)."""
+    text = read_user_text(path, "a molecule file")
+    if not text.strip():
         raise UserError(f"{path}: empty file")
-    if raw[:2] == b"\x1f\x8b":
-        raise UserError(f"{path}: gzip-compressed; decompress it first (gunzip)")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise UserError(f"{path}: line {line}: byte {raw[err.start]:#04x} is not UTF-8 text "
-                        f"(not a text file?)") from None  # fmt: skip
-    if "\0" in text:
-        line = text[: text.index("\0")].count("\n") + 1
-        raise UserError(f"{path}: line {line}: NUL byte (binary data, not a text file)")
     return text
 
 

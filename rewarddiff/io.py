@@ -56,6 +56,36 @@ def read_json(path: str | Path) -> dict:
         raise UserError(f"{path}: invalid JSON at line {err.lineno}: {err.msg}") from None
 
 
+def existing_file(path: str | Path, kind: str = "") -> Path:
+    """``path`` if it is a file; else a UserError saying what it is instead (``kind``: what
+    was expected, e.g. ``"a FASTA file"``)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, expected {kind or 'a file'}")
+    if not path.exists():
+        raise UserError(f"{path}: file not found")
+    return path
+
+
+def read_user_text(path: str | Path, kind: str = "a text file") -> str:
+    """The text of a user's file (any line endings; a UTF-8 BOM dropped). A UserError naming
+    the file (and line) for a missing path, a folder, a gzip file, bytes that are not UTF-8
+    and NUL bytes (binary data)."""
+    raw = existing_file(path, kind).read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raise UserError(f"{path}: gzip-compressed; decompress it first (gunzip {Path(path).name})")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise UserError(f"{path}: line {line}: byte 0x{raw[err.start]:02x} is not UTF-8 text "
+                        f"(expected {kind})") from None  # fmt: skip
+    if "\0" in text:
+        line = text[: text.index("\0")].count("\n") + 1
+        raise UserError(f"{path}: line {line}: NUL byte (binary data, expected {kind})")
+    return text
+
+
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict) -> None:
     """Write ``tensors`` as safetensors with ``metadata`` (JSON-serialisable) in the header."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
@@ -257,8 +287,10 @@ class Manifest:
         self.record = {
             "stage": stage,
             "inputs": inputs,
-            "input_hashes": {
-                k: content_hash(v) for k, v in inputs.items() if v and Path(str(v)).exists()
+            "input_hashes": {  # of the inputs that are one existing file or folder
+                k: content_hash(v)
+                for k, v in inputs.items()
+                if isinstance(v, str | Path) and v and os.path.exists(v)
             },
             "params": params,
             "config_hash": config_hash({"stage": stage, "params": params}),

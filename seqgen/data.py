@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from rewarddiff import UserError
-from rewarddiff.io import atomic_path
+from rewarddiff.io import atomic_path, read_user_text
 
 DNA_ALPHABET = "ACGT"
 DHS_FILE = "K562_hESCT0_HepG2_GM12878_12k_sequences_per_group.txt"
@@ -44,27 +44,8 @@ class Record(str):
 
 
 def _text_lines(path: Path, kind: str) -> list[str]:
-    """The lines of a UTF-8 text file (any line endings, an optional BOM); a UserError naming
-    the file if it is a folder, compressed or binary."""
-    if path.is_dir():
-        raise UserError(f"{path}: is a directory, expected a {kind} file")
-    if not path.exists():
-        raise UserError(f"{path}: file not found")
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        raise UserError(f"{path}: gzip-compressed; decompress it first (gunzip {path.name})")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise UserError(
-            f"{path}: line {line}: byte 0x{raw[err.start]:02x} is not UTF-8 text "
-            f"(expected a {kind} file)"
-        ) from None
-    if "\0" in text:
-        line = text[: text.index("\0")].count("\n") + 1
-        raise UserError(f"{path}: line {line}: binary data (expected a {kind} file)")
-    return text.splitlines()
+    """The lines of a UTF-8 text file (:func:`rewarddiff.io.read_user_text`)."""
+    return read_user_text(path, f"a {kind} file").splitlines()
 
 
 def _fasta_records(path: Path) -> list[tuple[int, str, str]]:

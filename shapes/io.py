@@ -21,7 +21,7 @@ import numpy as np
 import trimesh
 
 from rewarddiff import UserError
-from rewarddiff.io import atomic_path
+from rewarddiff.io import atomic_path, existing_file
 
 POINTS_KEY = "points"
 IDS_KEY = "ids"
@@ -95,11 +95,7 @@ def check_ids(ids: np.ndarray, n: int, source: str | Path) -> np.ndarray:
 
 def file_head(path: Path, kind: str) -> bytes:
     """The first bytes of ``path``; UserError if it is missing, a folder, empty or gzipped."""
-    if path.is_dir():
-        raise UserError(f"{path}: is a directory, expected a {kind} file")
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
-    with open(path, "rb") as handle:
+    with open(existing_file(path, f"a {kind} file"), "rb") as handle:
         head = handle.read(6)
     if not head:
         raise UserError(f"{path}: empty file (expected a {kind} file)")

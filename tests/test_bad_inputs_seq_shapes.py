@@ -50,7 +50,7 @@ SCORE_CASES = {
     "fasta-binary": ("dna", "gc_content", "d.fasta", bytes(range(256)) * 4,
                      ["line 2: byte 0x80 is not UTF-8 text (expected a FASTA file)"]),
     "fasta-nul-bytes": ("dna", "gc_content", "d.fasta", b">a\nAC\x00GT\n",
-                        ["line 2: binary data"]),
+                        ["line 2: NUL byte (binary data"]),
     "fasta-utf16": ("dna", "gc_content", "d.fasta", DNA.encode("utf-16"),
                     ["line 1: byte 0xff is not UTF-8"]),
     "fasta-gzip": ("dna", "gc_content", "d.fasta.gz", gzip.compress(DNA.encode()),

@@ -6,7 +6,15 @@ import torch
 from torch import nn
 
 from rewarddiff import UserError
-from rewarddiff.io import atomic_path, load_tensors, save_model, stage_output, write_json
+from rewarddiff.io import (
+    Manifest,
+    atomic_path,
+    content_hash,
+    load_tensors,
+    save_model,
+    stage_output,
+    write_json,
+)
 from rewarddiff.training import AdaptiveClip, NonFiniteLoss, TrainConfig, train
 
 
@@ -193,3 +201,17 @@ def test_failed_stage_removes_what_it_wrote_but_keeps_progress_and_old_files(tmp
     with stage_output(tmp_path / "ok") as folder:
         (folder / "done.csv").write_text("1")
     assert (tmp_path / "ok" / "done.csv").exists()
+
+
+def test_manifest_hashes_the_inputs_that_are_files(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.fasta").write_text(">a\nACGT\n")
+    (data / "manifest.json").write_text('{"started": "now"}')  # a run record: not hashed
+    many = [str(tmp_path / f"run{i}" / "metrics.json") for i in range(500)]  # a list: skipped
+    manifest = Manifest("stage", {"data": str(data), "metrics": many, "none": None}, {})
+    assert manifest.record["input_hashes"] == {"data": content_hash(data)}
+    (data / "manifest.json").write_text('{"started": "later"}')
+    assert content_hash(data) == manifest.record["input_hashes"]["data"]
+    (data / "train.fasta").write_text(">a\nACGA\n")
+    assert content_hash(data) != manifest.record["input_hashes"]["data"]

@@ -166,7 +166,7 @@ def sample_and_finetune(checkpoint: Path, data_dir: Path, out: Path, args, resul
     x, _ = gen.sample(args.samples, torch.Generator().manual_seed(0))
     sync(args.device)
     results["sample_shapes_per_s"] = args.samples / (time.perf_counter() - start)
-    designs = SHAPE.to_designs(x)
+    designs = SHAPE.for_generator(gen).to_designs(x)
     np.savez_compressed(out / "pretrained_samples.npz", points=designs)
     save()
     results["pretrained_quality"] = quality(
@@ -203,7 +203,11 @@ def sample_and_finetune(checkpoint: Path, data_dir: Path, out: Path, args, resul
     tuned = SHAPE.load_generator(out / "draft" / "model.safetensors", args.device)
     x, _ = tuned.sample(args.samples, torch.Generator().manual_seed(0))
     results["draft_quality"] = quality(
-        SHAPE.to_designs(x), data_dir, args.samples, args.device, not args.no_emd
+        SHAPE.for_generator(tuned).to_designs(x),
+        data_dir,
+        args.samples,
+        args.device,
+        not args.no_emd,
     )
     save()
     print(json.dumps(results, indent=2), flush=True)

@@ -52,6 +52,7 @@ class MoleculeGenerator(NetworkGenerator):
     sampler: str = "ddpm"  # or "ddim" (deterministic, eta = 0)
     sample_batch: int = 256
     config: dict = field(default_factory=dict)  # rebuilds ``net`` (saved with the weights)
+    has_size_distribution = True  # fit_size_distribution: rgdm's size_mix
 
     def __post_init__(self):
         self.diffusion.project = remove_mean

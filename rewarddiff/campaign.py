@@ -3,7 +3,6 @@ paths and parameters, writes its outputs atomically and a ``manifest.json`` besi
 
 from __future__ import annotations
 
-import inspect
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import torch
 from rewarddiff import UserError
 from rewarddiff.config import dataclass_from, load_schema
 from rewarddiff.domain import get_domain
-from rewarddiff.finetune import DIFFERENTIABLE, METHODS, SELECTION, CountingReward, FinetuneTask
+from rewarddiff.finetune import METHODS, CountingReward, FinetuneTask
 from rewarddiff.finetune.common import check_method_settings, direction_sign, write_rows
 from rewarddiff.finetune.ctrl import evaluate_labels
 from rewarddiff.io import Manifest, atomic_path, probe_writable, stage_output, write_json
@@ -98,9 +97,12 @@ def finetune(
     if method not in METHODS:
         raise UserError(f"unknown method {method!r} (known: {', '.join(METHODS)})")
     check_objective(objective)
-    run, config_cls = METHODS[method]
-    cfg = dataclass_from(config_cls, params, f"finetune.{method}")
+    spec = METHODS[method]
+    cfg = dataclass_from(spec.config, params, f"finetune.{method}")
     check_method_settings(cfg, f"finetune.{method}")
+    problem = spec.check(cfg)
+    if problem:
+        raise UserError(f"finetune.{method}.{problem[0]}: {problem[1]}")
     out_dir = Path(out_dir)
     manifest = Manifest(
         "finetune",
@@ -114,56 +116,50 @@ def finetune(
                 "inputs": manifest.record["input_hashes"]}  # fmt: skip
     with stage_output(out_dir):
         probe_writable(out_dir)
-        return _finetune(domain, method, run, cfg, objective, pretrained, reward_model,
-                         data_dir, seed, out_dir, manifest, identity)  # fmt: skip
+        return _finetune(domain, spec, cfg, objective, pretrained, reward_model, data_dir,
+                         seed, out_dir, manifest, identity)  # fmt: skip
 
 
-def _finetune(domain, method, run, cfg, objective, pretrained, reward_model, data_dir, seed,
-              out_dir, manifest, identity) -> dict:  # fmt: skip
+def _finetune(domain, spec, cfg, objective, pretrained, reward_model, data_dir, seed, out_dir,
+              manifest, identity) -> dict:  # fmt: skip
     dom = get_domain(domain)
     generator = dom.load_generator(pretrained, "auto")
+    dom = dom.for_generator(generator)  # reads this generator's outputs (shapes: its frame)
     reference = generator.frozen_copy()
     objective_fn = dom.reward_function(objective["reward"], reward_model)
     reward = CountingReward(objective_fn, sign=direction_sign(objective.get("direction")))
-    if method in DIFFERENTIABLE:
+    if spec.differentiable_reward:
         if not hasattr(generator, "sample_differentiable"):
-            raise UserError(f"method {method} needs a differentiable sampler; {domain} has none")
+            raise UserError(f"method {spec.id} needs a differentiable sampler; {domain} has none")
         reward.torch_fn = dom.torch_reward_function(objective["reward"], reward_model)
     # scratch files: the log grows and the checkpoint is refreshed every round; the declared
     # outputs (model, train_log.csv) appear only when the run has finished
     partial_log, checkpoint = out_dir / "train_log.partial.csv", out_dir / "checkpoint.safetensors"
     task = FinetuneTask(generator, reference, reward, dom.diversity, seed, partial_log,
                         checkpoint_path=checkpoint, identity=identity,
-                        quality=getattr(dom, "quality", None))  # fmt: skip
-    if hasattr(cfg, "reward_network"):  # methods that fit their own reward model
+                        quality=dom.quality)  # fmt: skip
+    if spec.fits_reward_model:
         task.reward_network = lambda: dom.reward_network(cfg.reward_network)
-    extra = {}
-    if method in SELECTION:
-        selected = run(task, cfg)
-        scores = {"reward_ft": objective_fn(selected)}  # for the header; not counted
+    if spec.condition == "label":  # a new label condition steered by the ft classifier
+        task.condition = dom.label_condition(objective, reward_model, data_dir)
+        task.generator = dom.conditional_generator(generator, task.condition.num_joint)
+    elif spec.condition == "value":  # a scalar reward-value condition
+        task.generator = dom.conditional_generator(generator, 0)
+    if spec.training_data(cfg):
+        task.data = dom.load_split(data_dir, "train")[0]
+    result = spec.run(task, cfg)
+    if spec.produces == "selection":
+        scores = {"reward_ft": objective_fn(result.designs)}  # for the header; not counted
         dom.write_designs(
-            out_dir / f"selected{dom.design_suffix}", dom.to_designs(selected), scores
+            out_dir / f"selected{dom.design_suffix}", dom.to_designs(result.designs), scores
         )
-    elif method == "ctrl":  # a new label condition steered by the ft classifier
-        condition = dom.label_condition(objective, reward_model, data_dir)
-        generator = task.generator = dom.conditional_generator(generator, condition.num_joint)
-        extra["label_eval_ft"] = run(task, cfg, condition)
-    elif method == "rcgdm":  # a scalar reward condition, trained on pseudo-labelled data
-        generator = task.generator = dom.conditional_generator(generator, 0)
-        run(task, cfg, dom.load_split(data_dir, "train")[0])
-    else:
-        data = None
-        if getattr(cfg, "data_mix", 0) > 0:
-            data = dom.load_split(data_dir, "train")[0]
-        run(task, cfg, data)
-    dom.save_generator(out_dir / "model.safetensors", generator)
+    dom.save_generator(out_dir / "model.safetensors", task.generator)
     write_rows(out_dir / "train_log.csv", task.rows)
     partial_log.unlink(missing_ok=True)
     checkpoint.unlink(missing_ok=True)
-    summary = {"oracle_calls": reward.calls, "rounds": task.rows} | extra
-    manifest.write(
-        out_dir / "manifest.json", oracle_calls=reward.calls, device=str(generator.device), **extra
-    )
+    summary = {"oracle_calls": reward.calls, "rounds": task.rows} | result.extra
+    manifest.write(out_dir / "manifest.json", oracle_calls=reward.calls,
+                   device=str(task.generator.device), **result.extra)  # fmt: skip
     return summary
 
 
@@ -214,7 +210,7 @@ def sample(
         torch.manual_seed(seed)
         gen = dom.load_generator(model, "auto")
         tokens, _ = gen.sample(n, torch.Generator().manual_seed(seed))
-        designs = dom.to_designs(tokens)
+        designs = dom.for_generator(gen).to_designs(tokens)
     dom.write_designs(out, designs, {})
     # a baseline directory (designs of a model made elsewhere) has no fine-tuning manifest:
     # the sampling record is its manifest.json
@@ -259,9 +255,9 @@ def score(
               "embed": embed}  # fmt: skip
     inputs = {k: str(v) for k, v in inputs.items() if v is not None}
     manifest = Manifest("score", inputs, params, (metrics_params or {}).get("seed"))
-    if embed and "embed" not in inspect.signature(dom.read_designs).parameters:
+    if embed and not dom.embeds:
         raise UserError(f"score: --embed embeds 2D molecule records; {domain} input has none")
-    designs = dom.read_designs(designs_path, **({"embed": True} if embed else {}))
+    designs = dom.read_designs(designs_path, embed)
     columns = dom.score(designs, oracles, reward_model)
     table = pd.DataFrame({"design": dom.design_labels(designs)} | columns)
     if objective is not None:
@@ -297,6 +293,7 @@ def label_metrics(dom, model: Path, reward_model: Path, params: dict) -> dict:
     """Per-label evaluation of a label-conditioned model by the evaluation classifier:
     ``label_eval_per_label`` designs per label; empty for models without a label condition."""
     gen = dom.load_generator(model, "auto")
+    dom = dom.for_generator(gen)
     cond = gen.config.get("condition")
     if not cond or cond["kind"] != "class":
         return {}

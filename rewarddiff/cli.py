@@ -72,13 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-at-step", type=int, help=argparse.SUPPRESS)
 
     p = stage("finetune", "steer a pretrained model toward an objective", None)
-    from rewarddiff.finetune import DESCRIPTIONS
+    from rewarddiff.finetune import METHODS
 
     p.formatter_class = argparse.RawDescriptionHelpFormatter
-    p.epilog = "methods:\n" + "\n".join(f"  {m:10s} {d}" for m, d in DESCRIPTIONS.items())
-    p.add_argument(
-        "--method", required=True, choices=list(DESCRIPTIONS), help="steering method (below)"
-    )
+    p.epilog = "methods:\n" + "\n".join(f"  {m:10s} {s.help}" for m, s in METHODS.items())
+    p.add_argument("--method", required=True, choices=list(METHODS), help="steering method (below)")
     p.add_argument("--params", type=_json_object, default={}, help="method parameters as JSON")
     p.add_argument(
         "--objective",

@@ -1,10 +1,17 @@
-"""Zero-initialised condition embeddings, added to a denoiser's hidden features so that a new
-condition can be attached to a pretrained network without changing what it computes."""
+"""Conditions: zero-initialised condition embeddings, added to a denoiser's hidden features so
+that a new condition can be attached to a pretrained network without changing what it
+computes, and the class conditions (with their classifiers) that ``ctrl`` steers toward."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
+
+from rewarddiff import UserError
 
 
 class ConditionEmbedding(nn.Module):
@@ -33,3 +40,52 @@ class ConditionEmbedding(nn.Module):
             return self.null.expand(batch, -1)
         embedded = self.mlp(torch.nan_to_num(label.float())[:, None])
         return torch.where(label.isnan()[:, None], self.null.expand_as(embedded), embedded)
+
+
+@dataclass
+class LabelCondition:
+    """One or more class conditions and the classifiers that define them.
+
+    ``log_prob(x, y)``: differentiable Σ_k log p̂_k(y_k | x) for generator outputs ``x`` and
+    labels ``y`` (B, C) → (B,); ``predict(x)``: predicted labels (n, C) of designs.
+    """
+
+    names: list[str]
+    classes: list[list[str]]
+    log_prob: Callable[[Tensor, Tensor], Tensor]
+    predict: Callable[[Tensor], Tensor]
+    frequencies: list[list[float]] | None = None  # per condition; None = uniform
+    target: list[str] | None = None  # the label sampled at by default afterwards
+    spec: dict | list | None = None  # domain settings: rebuild it with another classifier copy
+
+    @property
+    def num_joint(self) -> int:
+        return math.prod(len(c) for c in self.classes)
+
+    def joint(self, y: Tensor) -> Tensor:
+        """Per-condition labels (B, C) → joint index (B,) (row-major over conditions)."""
+        index = torch.zeros(len(y), dtype=torch.long)
+        for k, classes in enumerate(self.classes):
+            index = index * len(classes) + y[:, k]
+        return index
+
+    def split(self, index: Tensor) -> Tensor:
+        """Joint index (B,) → per-condition labels (B, C)."""
+        out = []
+        for classes in reversed(self.classes):
+            out.append(index % len(classes))
+            index = index // len(classes)
+        return torch.stack(out[::-1], 1)
+
+    def prior(self, kind: str) -> list[Tensor]:
+        if kind == "uniform" or self.frequencies is None:
+            return [torch.full((len(c),), 1.0 / len(c)) for c in self.classes]
+        if kind != "data":
+            raise UserError(f"ctrl: label_prior must be uniform or data, not {kind!r}")
+        return [torch.as_tensor(f, dtype=torch.float64) / sum(f) for f in self.frequencies]
+
+    def target_index(self) -> int | None:
+        if self.target is None:
+            return None
+        labels = [[c.index(t)] for c, t in zip(self.classes, self.target)]
+        return int(self.joint(torch.tensor(labels).T.reshape(1, -1))[0])

@@ -43,10 +43,16 @@ def load_schema(schema_name: str) -> dict:
 
 
 @lru_cache(maxsize=1)
-def _config_validator():
+def _config_validator(methods: tuple):
+    """The config schema; a registered method (spec) without a section of its own there is
+    checked against the section its settings dataclass implies."""
     import jsonschema
 
-    return jsonschema.Draft202012Validator(load_schema("config.schema.yaml"))
+    schema = load_schema("config.schema.yaml")
+    sections = schema["$defs"]["finetune"]["properties"]
+    for spec in methods:
+        sections.setdefault(spec.id, spec.settings_schema())
+    return jsonschema.Draft202012Validator(schema)
 
 
 def load_config(path: str | Path) -> dict:
@@ -66,7 +72,9 @@ def validate_config(data: dict, sources: list[str | Path]) -> dict:
     ones, as Snakemake merges them) against ``config.schema.yaml``. The problem first in the
     files is a UserError ``<file>:<line>:<column>: <key path>: <problem>``; unknown keys are
     named with the keys their section knows."""
-    errors = list(_config_validator().iter_errors(data))
+    from rewarddiff.finetune import METHODS
+
+    errors = list(_config_validator(tuple(METHODS.values())).iter_errors(data))
     if not errors:
         return data
     trees = [_compose(source) for source in sources]

@@ -1,8 +1,8 @@
 """Generators: a trainable denoiser bound to its diffusion and sampling settings.
 
-Fine-tuning methods only talk to this interface (``sample``, ``loss``, ``log_likelihood``), so
-one method implementation serves every domain. ``MaskedSequenceGenerator`` covers DNA and
-protein; Gaussian generators (molecules, shapes) implement the same methods.
+Fine-tuning methods only talk to the :class:`Generator` interface, so one method
+implementation serves every domain. ``MaskedSequenceGenerator`` covers DNA and protein;
+Gaussian generators (molecules, shapes) implement the same methods.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
@@ -17,8 +18,76 @@ from torch import Tensor, nn
 from rewarddiff.diffusion.masked import MaskedDiffusion
 
 
+class Generator(Protocol):
+    """What the stages and the fine-tuning methods use of a generator. Designs are tensors
+    (n, ...) on the CPU; ``label`` (n,) conditions a generator given a condition embedding.
+    Methods check the capabilities beyond plain sampling that they need:
+    ``sample_differentiable`` (back-propagation through sampling), ``sample_trajectory``,
+    ``step_log_prob`` and ``step_kl`` (policy gradients over the chain) and, where
+    ``has_size_distribution``, ``fit_size_distribution(x, weights, mix)`` (a size prior that
+    fine-tuning can move: molecules)."""
+
+    net: nn.Module  # the trainable denoiser: methods optimise its parameters
+    config: dict  # rebuilds ``net``; saved with the weights (``condition``: the sampling default)
+    has_size_distribution: bool  # it samples sizes from a distribution that can be refit
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def frozen_copy(self) -> Generator:
+        """The same generator over a frozen copy of the network (the reference p_pre)."""
+
+    def load_config(self, config: dict) -> None:
+        """Adopt a saved ``config`` (e.g. a fine-tuning checkpoint's)."""
+
+    def sample(
+        self,
+        num: int,
+        generator: torch.Generator | None = None,
+        reference: Generator | None = None,
+        label: Tensor | None = None,
+        guidance: float | None = None,
+        guide=None,
+        guided_steps: int = 0,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Designs (num, ...) and, with ``reference``, the path KL to it (num,) in nats."""
+
+    def sample_differentiable(
+        self,
+        num: int,
+        grad_steps: int,
+        reference: Generator | None = None,
+        tau: float = 1.0,
+        generator: torch.Generator | None = None,
+        label: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Relaxed designs differentiable through the last ``grad_steps`` steps, path KL."""
+
+    def guide(self, reward, scale: float):
+        """Reward-gradient guidance for :meth:`sample`'s ``guide``."""
+
+    def discrete(self, x: Tensor) -> Tensor:
+        """The designs of a differentiable sample, on the CPU."""
+
+    def loss(
+        self,
+        x: Tensor,
+        weights: Tensor | None = None,
+        label: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """The denoising loss (scalar) of designs ``x``, with grad."""
+
+    def log_likelihood(
+        self, x: Tensor, num_t: int = 16, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """ELBO of log p(x) in nats per design: (n,)."""
+
+
 class NetworkGenerator:
     """What every generator dataclass with a ``net`` field shares."""
+
+    has_size_distribution = False
 
     @property
     def device(self) -> torch.device:

@@ -13,6 +13,7 @@ import pandas as pd  # noqa: E402
 
 from rewarddiff import UserError  # noqa: E402
 from rewarddiff.domain import get_domain  # noqa: E402
+from rewarddiff.finetune import METHODS  # noqa: E402
 from rewarddiff.io import Manifest, atomic_path, write_text  # noqa: E402
 
 # columns of every method table, in order, with the direction that is better; each domain
@@ -83,7 +84,7 @@ def table_columns(runs: pd.DataFrame) -> dict[str, str]:
     budget columns — those present — then the evaluation oracles' means."""
     domain_columns = {}
     for domain in runs["domain"].unique():
-        domain_columns |= getattr(get_domain(domain), "report_columns", {})
+        domain_columns |= get_domain(domain).report_columns
     fixed = REWARD_COLUMNS | domain_columns | QUALITY_COLUMNS
     cols = {c: d for c, d in fixed.items() if c in runs}
     oracle_means = [c for c in runs if c.endswith("_mean") and not c.startswith("reward_")]
@@ -92,15 +93,16 @@ def table_columns(runs: pd.DataFrame) -> dict[str, str]:
 
 
 def method_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean and sample std (over seeds) per (domain, campaign, method); pretrained first."""
+    """Mean and sample std (over seeds) per (domain, campaign, method); pretrained first, then
+    the methods in registry order (methods no longer registered last)."""
     cols = list(table_columns(runs))
     grouped = runs.groupby(["domain", "campaign", "method"])
     table = grouped[cols].mean().join(grouped[cols].std(ddof=1).add_suffix("_std"))
     table["seeds"] = grouped.size()
-    order = {"pretrained": 0, "best_of_n": 1}
+    order = {"pretrained": -1} | {method: k for k, method in enumerate(METHODS)}
     return table.reset_index().sort_values(
         ["domain", "campaign", "method"],
-        key=lambda s: s.map(order).fillna(2) if s.name == "method" else s,
+        key=lambda s: s.map(order).fillna(len(order)) if s.name == "method" else s,
     )
 
 
@@ -157,10 +159,10 @@ def plot_training_curves(runs: pd.DataFrame, results_dir: Path, path: Path) -> N
             curve = pd.read_csv(log)
             ax0.plot(curve["step"], curve["loss"].rolling(5, min_periods=1).mean(), label=domain)
     ax0.set_xlabel("pretraining step")
-    ax0.set_ylabel("NELBO per token (nats)")
+    ax0.set_ylabel("training loss (nats, per domain's unit)")
     ax0.legend()
-    # methods whose log rows are rounds of the objective (ctrl logs log p̂(y|x); rcgdm a sweep)
-    online = runs[~runs["method"].isin(["pretrained", "ctrl", "rcgdm", "guidance"])]
+    # methods whose log rows are rounds of the objective (not, e.g., log p̂(y|x) or a sweep)
+    online = runs[runs["method"].map(lambda m: m in METHODS and METHODS[m].training_curve)]
     for _, run in online.iterrows():
         log = Path(run["run_dir"]) / "train_log.csv"
         if log.exists():
@@ -178,13 +180,16 @@ def plot_training_curves(runs: pd.DataFrame, results_dir: Path, path: Path) -> N
 
 
 def plot_extrapolation(runs: pd.DataFrame, path: Path) -> bool:
-    """rcgdm's sweep against the target value a (in reward standard deviations): achieved
-    fine-tuning reward, log-likelihood under p_pre and, where the domain logs it, sample
-    quality (e.g. molecule validity); False when no run has a sweep."""
+    """A sweep against the target value a (in reward standard deviations) — the log rows with
+    ``stage`` ``sweep`` and their ``target_z``, which rcgdm writes — of one method's runs:
+    achieved fine-tuning reward, log-likelihood under p_pre and, where the domain logs it,
+    sample quality (e.g. molecule validity); False when no run has a sweep."""
     sweeps = []
-    for _, run in runs[runs["method"] == "rcgdm"].iterrows():
-        log = pd.read_csv(Path(run["run_dir"]) / "train_log.csv")
-        sweeps.append(log[log["stage"] == "sweep"].assign(seed=run["seed"]))
+    for _, run in runs.iterrows():
+        path_log = Path(run["run_dir"]) / "train_log.csv"
+        log = pd.read_csv(path_log) if path_log.exists() else pd.DataFrame()
+        if "stage" in log and (log["stage"] == "sweep").any():
+            sweeps.append(log[log["stage"] == "sweep"].assign(seed=run["seed"]))
     if not sweeps:
         return False
     columns = {"reward_mean": "mean fine-tuning reward of the samples",
@@ -241,11 +246,15 @@ def reward_model_section(results_dir: Path, domains) -> str:
                 elbo = f"{per_position:.4f} nats/position"
             elif "valid_nats_per_point" in res:  # point clouds, normalised coordinates
                 elbo = f"{res['valid_nats_per_point']:.3f} nats/point"
-            else:
-                elbo = f"{res.get('valid_loglik_per_molecule', float('nan')):.1f} nats/molecule"
+            elif "valid_loglik_per_molecule" in res:
+                elbo = f"{res['valid_loglik_per_molecule']:.1f} nats/molecule"
+            else:  # another domain's figures, as it reported them
+                figures = [f"{k} {v:.4g}" for k, v in res.items() if isinstance(v, int | float)]
+                elbo = ", ".join(figures) or "not recorded"
+            steps = m["params"].get("train", {}).get("steps", "default")
             lines.append(
                 f"- {domain} pretrained model: validation ELBO {elbo}, "
-                f"{m['params']['train']['steps']} steps in {m['wall_time_s']:.0f} s"
+                f"{steps} steps in {m['wall_time_s']:.0f} s"
             )
     return "\n".join(lines)
 
@@ -341,15 +350,14 @@ def build_report(results_dir: Path, metrics_paths: list[Path], out_dir: Path) ->
         plot_training_curves(group, results_dir, plots / f"{stem}_training.png")
         sub = table[(table["domain"] == domain) & (table["campaign"] == campaign)]
         pictures = []
-        if plot_extrapolation(group, plots / f"{stem}_rcgdm_sweep.png"):
-            pictures.append(
-                f"![rcgdm: reward and likelihood vs target](plots/{stem}_rcgdm_sweep.png)"
-            )
-        dom = get_domain(domain)
-        if hasattr(dom, "render_designs"):  # molecule grids, sequence logos, point clouds
-            first_seed = group[group["seed"] == group["seed"].min()]
-            runs_dirs = [(r.method, Path(r.run_dir)) for r in first_seed.itertuples()]
-            dom.render_designs(runs_dirs, plots / f"{stem}_designs.png")
+        for method, runs_of in group.groupby("method"):
+            if plot_extrapolation(runs_of, plots / f"{stem}_{method}_sweep.png"):
+                pictures.append(f"![{method}: reward and likelihood vs target]"
+                                f"(plots/{stem}_{method}_sweep.png)")  # fmt: skip
+        first_seed = group[group["seed"] == group["seed"].min()]
+        runs_dirs = [(r.method, Path(r.run_dir)) for r in first_seed.itertuples()]
+        # molecule grids, sequence logos, point clouds
+        if get_domain(domain).render_designs(runs_dirs, plots / f"{stem}_designs.png"):
             pictures.append(f"![top designs per method](plots/{stem}_designs.png)")
         settings = campaign_settings(group)
         sections += [

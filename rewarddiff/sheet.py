@@ -13,9 +13,17 @@ from pathlib import Path
 import pandas as pd
 
 from rewarddiff import UserError
-from rewarddiff.config import load_schema
+from rewarddiff.config import dataclass_from, load_schema
+from rewarddiff.finetune import METHODS
 
 ENABLED = {"true", "yes", "1"}
+
+
+def sheet_schema() -> dict:
+    """``campaigns.schema.yaml`` with the method column's enum: the registered methods."""
+    schema = load_schema("campaigns.schema.yaml")
+    schema["properties"]["method"]["enum"] = list(METHODS)
+    return schema
 
 
 def _read_tsv(path: Path, schema: dict) -> tuple[int, list[str], list[tuple[int, list[str]]]]:
@@ -86,7 +94,7 @@ def read_sheet(
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: campaign sheet not found")
-    schema = load_schema("campaigns.schema.yaml")
+    schema = sheet_schema()
     header_line, columns, rows = _read_tsv(path, schema)
     if not rows:
         raise UserError(f"{path}:{header_line}: no rows after the header")
@@ -101,9 +109,9 @@ def read_sheet(
         record = {c: row[c] for c in columns}
         for err in sorted(validator.iter_errors(record), key=lambda e: columns.index(e.path[0])):
             fail(row, err.path[0], _problem(err))
-        if row["method"] == "best_of_n" and int(row["n_samples"]) > int(row["oracle_budget"]):
-            fail(row, "n_samples", f"best_of_n keeps n_samples of oracle_budget designs; "
-                                   f"{row['n_samples']} > {row['oracle_budget']}")  # fmt: skip
+        problem = _check_method(row, domains)
+        if problem:
+            fail(row, *problem)
     sheet = sheet[sheet["enabled"].str.lower().isin(ENABLED)].reset_index(drop=True)
     if sheet.empty:
         raise UserError(f"{path}: every row is disabled (column enabled); nothing to run")
@@ -131,6 +139,15 @@ def read_sheet(
         if deep:
             _check_oracles(row, objective, fail, check_oracle)
     return sheet
+
+
+def _check_method(row, domains: dict | None) -> tuple[str, str] | None:
+    """The method's own check of its settings as the row's fine-tuning job gets them: the
+    domain's ``finetune.<method>`` section of the config (when given) and the row's budget."""
+    spec = METHODS[row["method"]]
+    settings = (domains or {}).get(row["domain"], {}).get("finetune", {}).get(spec.id, {})
+    settings = settings | spec.sheet_settings(row)
+    return spec.check(dataclass_from(spec.config, settings, f"finetune.{spec.id}"))
 
 
 def _check_domain(row, fail, domains: dict | None) -> None:

@@ -120,22 +120,23 @@ class DNADomain(SequenceDomain):
         """Classifier outputs: the four ENCODE cell types first, then any user labels."""
         return sorted(labels.unique(), key=lambda c: (c not in CELL_TYPES, c))
 
+    def half_summary(self, labels: pd.DataFrame, rows: torch.Tensor) -> dict:
+        return {"train_chromosomes": sorted(labels.loc[rows.numpy(), "chr"].unique())}
+
     # ----- designs ------------------------------------------------------------------------
     def to_designs(self, tokens: torch.Tensor) -> list[str]:
         return decode(tokens, self.alphabet)
 
-    def read_designs(self, path: Path) -> list[str]:
+    def encode_designs(self, designs: list[str], gen, params: dict) -> torch.Tensor:
+        return encode(designs, self.alphabet)
+
+    def read_designs(self, path: Path, embed: bool = False) -> list[str]:
         """Any-length DNA FASTA (oracles score any length; metrics need equal lengths)."""
         return read_fasta(path, self.alphabet)[1]
 
     # ----- evaluation ----------------------------------------------------------------------
-    def metrics(
-        self,
-        designs: list[str],
-        params: dict,
-        data_dir: Path,
-        reward_model: Path,
-        pretrained: Path | None,
+    def design_metrics(
+        self, designs: list[str], params: dict, data_dir: Path, reward_model: Path
     ) -> dict:
         """DRAKES / DNA-Diffusion metrics of a design set against the target cell type."""
         self.check_lengths(designs, reward_model)
@@ -169,17 +170,6 @@ class DNADomain(SequenceDomain):
         }
         for c, p in zip(classes, probs.mean(0).tolist()):
             out[f"prob_{c}"] = p
-        if pretrained is not None:
-            gen = self.load_generator(pretrained, "auto")
-            out["loglik_pretrained"] = (
-                gen.log_likelihood(
-                    tokens,
-                    num_t=params.get("loglik_num_t", 16),
-                    generator=torch.Generator().manual_seed(0),
-                )
-                .mean()
-                .item()
-            )
         return out
 
 

@@ -1,39 +1,39 @@
 """What the sequence domains (``dna``, ``protein``) share: a masked-diffusion generator over
-token arrays (n, L) built from the dilated-CNN denoiser, its pretraining and conditioning, the
-regressor for methods that fit their own reward model, FASTA designs and oracle scoring.
-Subclasses supply the data, the reward models, ``to_designs`` and the evaluation metrics."""
+token arrays (n, L) built from the dilated-CNN denoiser, CNN classifiers as reward models,
+FASTA designs, length checks for the learned oracles and sequence-logo pictures. Subclasses
+supply the data, ``to_designs`` / ``encode_designs`` and the evaluation metrics."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
-from scipy.stats import mannwhitneyu
 
 from rewarddiff import UserError
-from rewarddiff.config import dataclass_from, resolve_device
+from rewarddiff.conditioning import LabelCondition
+from rewarddiff.config import dataclass_from
 from rewarddiff.diffusion.masked import MaskedDiffusion
-from rewarddiff.finetune.ctrl import LabelCondition
-from rewarddiff.generator import MaskedSequenceGenerator, condition_network
-from rewarddiff.io import load_tensors, save_model, write_json
+from rewarddiff.domain import Domain, elbo
+from rewarddiff.generator import MaskedSequenceGenerator
 from rewarddiff.oracles import learned
 from rewarddiff.oracles.base import best_first
-from rewarddiff.oracles.registry import make_oracles
-from rewarddiff.oracles.transforms import differentiable_objective, objective_function
-from rewarddiff.training import TrainConfig, train
 from seqgen import metrics
 from seqgen.data import write_fasta
 from seqgen.model import CNNConfig, SequenceClassifier, SequenceDenoiser
 from seqgen.oracles import load_classifier
 
+VALID_LOGLIK = 512  # validation sequences of the pretraining ELBO
 
-class SequenceDomain:
+
+class SequenceDomain(Domain):
     """Base of the sequence domains; dataclass subclasses set ``name``, ``design_suffix``,
     ``length`` (positions L) and ``vocab_size`` (tokens the networks see, e.g. 4 for DNA, 20
-    amino acids + PAD for proteins), ``alphabet`` (the letters) and implement ``load_split``
-    and ``to_designs``."""
+    amino acids + PAD for proteins), ``alphabet`` (the letters) and implement the data and
+    design hooks."""
 
     name: str
     alphabet: str
@@ -41,114 +41,38 @@ class SequenceDomain:
     vocab_size: int
     condition_name: str  # what the classifier's classes are (``ctrl`` condition name)
     logo_colors: str = "classic"  # logomaker colour scheme of the report's sequence logos
-    learned_oracles: tuple[str, ...] = ()  # oracles that read designs with the reward model
-    fixed_length: bool = True  # the reward model reads exactly its length (else at most)
+    learned_oracles: ClassVar[tuple[str, ...]] = ()  # oracles that read with the reward model
+    fixed_length: ClassVar[bool] = True  # the reward model reads exactly its length (or at most)
+    reward_net = SequenceClassifier
+    reward_net_settings = CNNConfig
+    small_reward_network: ClassVar[dict] = {"hidden": 32, "layers": 4, "dropout": 0.1}
 
     # ----- reward models -------------------------------------------------------------------
-    def train_reward(
-        self, params: dict, data_dir: Path, out_dir: Path, copies: tuple[str, ...] = ("ft", "eval")
-    ) -> dict:
-        """Classifier ensembles over ``labels.tsv`` classes on disjoint halves of the training
-        split (column ``half``; DNA: chromosome halves): ``ft`` trains on half 0 and steers,
-        ``eval`` trains on half 1 and scores. Writes ``<copy>/model.safetensors`` and
-        ``<copy>/metrics.json`` (held-out accuracy; AUROC for two classes)."""
-        x_tr, lab_tr = self.load_split(data_dir, "train")
-        x_va, lab_va = self.load_split(data_dir, "valid")
-        x_te, lab_te = self.load_split(data_dir, "test")
-        classes = self.class_order(lab_tr["label"])
+    def reward_network_config(self, settings, num_outputs, where, data_dir=None) -> CNNConfig:
+        cfg = super().reward_network_config(settings, num_outputs, where, data_dir)
+        cfg.vocab_size = self.vocab_size
+        return cfg
 
-        def y(lab):
-            return torch.tensor([classes.index(c) for c in lab["label"]])
+    def reward_targets(self, params: dict, data_dir: Path, labels: pd.DataFrame) -> learned.Classes:
+        """The ``labels.tsv`` classes (:meth:`class_order`)."""
+        return learned.Classes(self.class_order(labels["label"]), "label")
 
-        net_cfg = dataclass_from(CNNConfig, params.get("network"), "train_reward.network")
-        net_cfg.vocab_size, net_cfg.num_outputs = self.vocab_size, len(classes)
-        fit_cfg = dataclass_from(learned.FitConfig, params.get("fit"), "train_reward.fit")
-        results = {}
-        for copy in copies:
-            half = ("ft", "eval").index(copy)
-            rows = torch.as_tensor((lab_tr["half"] == half).values)
-            heads = []
-            for head in range(params.get("heads", 1)):
-                torch.manual_seed(params.get("seed", 0) + 100 * half + head)
-                gen = torch.Generator().manual_seed(params.get("seed", 0) + 100 * half + head)
-                net = SequenceClassifier(net_cfg)
-                learned.fit(
-                    net,
-                    x_tr[rows],
-                    y(lab_tr)[rows],
-                    x_va,
-                    y(lab_va),
-                    fit_cfg,
-                    gen,
-                    log=lambda m, c=copy: print(c, m, flush=True),
-                )
-                heads.append(net)
-            logits = torch.stack([learned.predict_batched(h, x_va) for h in heads]).mean(0)
-            temperature = learned.fit_temperature(logits, y(lab_va))
-            ensemble = learned.RewardEnsemble(heads, "classification", temperature)
-            probs, _ = ensemble.predict(x_te)
-            pred = probs.argmax(-1)
-            test = {
-                "accuracy": (pred == y(lab_te)).float().mean().item(),
-                "per_class_accuracy": {
-                    c: (pred[y(lab_te) == k] == k).float().mean().item()
-                    for k, c in enumerate(classes)
-                },
-                "n_train": int(rows.sum()),
-                "n_test": len(x_te),
-                "temperature": temperature,
-            }
-            if len(classes) == 2:  # P(class 1) ranks the test set: Mann–Whitney AUROC
-                test["auroc"] = auroc(probs[:, 1].numpy(), y(lab_te).numpy())
-            if "chr" in lab_tr:
-                test["train_chromosomes"] = sorted(lab_tr.loc[rows.numpy(), "chr"].unique())
-            ensemble.save(
-                Path(out_dir) / copy / "model.safetensors",
-                {
-                    "network": net_cfg.to_dict(),
-                    "classes": classes,
-                    "domain": self.name,
-                    "length": int(x_tr.shape[1]),
-                },  # fmt: skip
-            )
-            write_json(Path(out_dir) / copy / "metrics.json", test)
-            results[copy] = test
-        return results
+    def reward_config(self, data_dir: Path, x_train: torch.Tensor) -> dict:
+        return {"length": int(x_train.shape[1])}
 
-    def label_condition(
-        self,
-        objective: dict,
-        reward_model: Path,
-        data_dir: Path | None = None,
-        spec: dict | None = None,
-    ) -> LabelCondition:
+    def label_condition(self, objective, reward_model, data_dir=None, spec=None) -> LabelCondition:
         """The classifier's label (``condition_name``: cell type, AMP activity) as a condition:
-        p̂(y | x) from the calibrated classifier ensemble at ``reward_model``; label
-        frequencies from the training split; target = the objective's. (``spec`` is unused:
-        the classes come with the classifier.)"""
+        p̂(y | x) from the calibrated classifier ensemble at ``reward_model``. (``spec`` is
+        unused: the classes come with the classifier.)"""
         classifier = load_classifier(str(reward_model))
-        classes = classifier.config["classes"]
-        frequencies = None
-        if data_dir is not None:
-            table = pd.read_csv(Path(data_dir) / "labels.tsv", sep="\t")
-            counts = table[table["split"] == "train"]["label"].value_counts()
-            frequencies = [[float(counts.get(c, 0)) for c in classes]]
-        target = objective.get("target")
-
-        def log_prob(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            probs = classifier.to(x.device)(x)  # relaxed one-hot (B, L, V) → (B, classes)
-            return torch.log(probs.gather(1, y[:, :1]) + 1e-6)[:, 0]  # CTRL: log(p̂ + 1e-6)
-
-        def predict(tokens: torch.Tensor) -> torch.Tensor:
-            return classifier.predict(tokens.cpu())[0].argmax(-1, keepdim=True)
-
-        return LabelCondition(
-            [self.condition_name],
-            [classes],
-            log_prob,
-            predict,
-            frequencies,
-            [target] if target in classes else None,
+        return self.class_condition(
+            self.condition_name,
+            classifier.config["classes"],
+            "label",
+            lambda x: classifier.to(x.device)(x),  # relaxed one-hot (B, L, V) → (B, classes)
+            lambda tokens: classifier.predict(tokens.cpu())[0],
+            objective,
+            data_dir,
         )
 
     # ----- generator -----------------------------------------------------------------------
@@ -178,83 +102,25 @@ class SequenceDomain:
             config=config,
         )
 
-    def pretrain(
-        self,
-        params: dict,
-        data_dir: Path,
-        out_dir: Path,
-        stop_at_step: int | None = None,
-        identity: dict | None = None,
-    ) -> dict:
-        x, _ = self.load_split(data_dir, "train")
-        gen = self.build_generator(params | {"length": x.shape[1]})
-        gen.net.to(resolve_device(params.get("device", "auto")))
-        cfg = dataclass_from(TrainConfig, params.get("train"), "pretrain.train")
-        # the masked loss draws from the global RNG, whose state the checkpoint saves
-        ema = train(
-            gen.net,
-            lambda net, batch: gen.diffusion.loss(net, batch),
-            lambda idx: x[idx].to(gen.device),
-            len(x),
-            cfg,
-            out_dir,
-            stop_at_step,
-            identity,
-        )
-        if stop_at_step is not None:
-            return {"stopped_at": stop_at_step}
-        save_model(Path(out_dir) / "model.safetensors", ema.model, gen.config)
-        x_va, _ = self.load_split(data_dir, "valid")
-        gen.net = ema.model
-        ll = gen.log_likelihood(x_va[:512], generator=torch.Generator().manual_seed(0))
+    def generator_settings(self, params: dict, data_dir: Path, x: torch.Tensor) -> dict:
+        return params | {"length": x.shape[1]}
+
+    def pretrain_summary(self, gen: MaskedSequenceGenerator, x_valid, params: dict) -> dict:
+        ll = elbo(gen, x_valid[:VALID_LOGLIK])
         return {
             "valid_loglik_per_seq": ll.mean().item(),
             "valid_nats_per_position": -ll.mean().item() / gen.length,
         }
 
-    def load_generator(self, checkpoint: Path, device: str = "cpu") -> MaskedSequenceGenerator:
-        tensors, config = load_tensors(checkpoint)
-        gen = self.build_generator(
-            {
-                "network": config["network"],
-                "label_dropout": config["label_dropout"],
-                "sampling_steps": config["sampling_steps"],
-                "length": config["length"],
-            }
-        )
-        gen.net.load_state_dict(tensors)
-        gen.net.to(resolve_device(device))
-        if config.get("condition"):
-            gen.config["condition"] = config["condition"]
-        return gen
-
     def conditional_generator(
-        self, gen: MaskedSequenceGenerator, num_labels: int, label_dropout: float = 0.0
+        self, gen: MaskedSequenceGenerator, num_labels: int
     ) -> MaskedSequenceGenerator:
-        """``gen`` with a zero-initialised condition embedding added: ``num_labels`` classes,
-        or a scalar value when ``num_labels`` is 0. Computes exactly ``gen``'s function."""
-        new = self.build_generator(
-            {
-                "network": condition_network(gen.config["network"], num_labels),
-                "label_dropout": label_dropout,
-                "sampling_steps": gen.sampling_steps,
-                "length": gen.length,
-            }
-        )
-        return gen.with_condition(new)
+        """The base's, without the pretraining's label dropout (``ctrl`` and ``rcgdm`` drop
+        labels themselves)."""
+        plain = replace(gen, config=gen.config | {"label_dropout": 0.0})
+        return super().conditional_generator(plain, num_labels)
 
-    def reward_network(self, params: dict | None = None) -> SequenceClassifier:
-        """A regressor over sequences (tokens or relaxed one-hot → (B,)) for methods that fit
-        their own reward model (``rcgdm``, ``seiko``); ``params`` override CNNConfig fields."""
-        cfg = {"hidden": 32, "layers": 4, "dropout": 0.1} | dict(params or {})
-        net_cfg = dataclass_from(CNNConfig, cfg, "finetune reward_network")
-        net_cfg.vocab_size, net_cfg.num_outputs = self.vocab_size, 1
-        return SequenceClassifier(net_cfg)
-
-    def save_generator(self, path: Path, gen: MaskedSequenceGenerator) -> None:
-        save_model(path, gen.net, gen.config)
-
-    # ----- designs, oracles, rewards --------------------------------------------------------
+    # ----- designs, oracles ------------------------------------------------------------------
     def write_designs(self, path: Path, designs: list[str], scores: dict[str, np.ndarray]) -> None:
         """FASTA of ``designs`` under their own headers (id and description, see
         :func:`design_id`) with one ``name=value`` field per score added (replacing a field of
@@ -270,27 +136,10 @@ class SequenceDomain:
         """``id SEQUENCE`` per design (the FASTA record id; ``design_<i>`` if generated)."""
         return [f"{design_id(d, i)} {d}".rstrip() for i, d in enumerate(designs)]
 
-    def score(
-        self, designs: list[str], oracles: list[str], reward_model: Path | None = None
-    ) -> dict[str, np.ndarray]:
-        """One column per oracle spec (NaN where an oracle failed on a design; every oracle
-        gives NaN for a design :meth:`scorable` rejects). A learned oracle's reward model must
-        fit every design's length (UserError naming the record)."""
-        built = make_oracles(self.name, oracles, reward_model=reward_model)
-        if any(spec.partition(":")[0] in self.learned_oracles for spec in built):
+    def check_designs(self, designs: list[str], oracles: list[str], reward_model) -> None:
+        """A learned oracle's reward model must fit every design's length."""
+        if any(spec.partition(":")[0] in self.learned_oracles for spec in oracles):
             self.check_lengths(designs, reward_model)
-        keep = np.array([self.scorable(d) for d in designs], dtype=bool)
-        subset = [d for d, k in zip(designs, keep) if k]
-        columns = {}
-        for spec, oracle in built.items():
-            columns[spec] = np.full(len(designs), np.nan)
-            if subset:
-                columns[spec][keep] = oracle(subset)
-        return columns
-
-    def scorable(self, design: str) -> bool:
-        """Whether oracles see ``design`` at all (every design here)."""
-        return True
 
     def check_lengths(self, designs: list[str], reward_model: Path) -> None:
         """UserError naming the first design whose length the reward model cannot read: other
@@ -305,21 +154,13 @@ class SequenceDomain:
                     f"sequences of length {expected}"
                 )
 
-    def reward_function(self, components: list[dict], reward_model: Path):
-        """tokens (n, L) → combined reward (n,), from the objective's oracle components."""
-        return objective_function(self.name, components, self.to_designs, reward_model=reward_model)
-
-    def torch_reward_function(self, components: list[dict], reward_model: Path):
-        """Relaxed one-hot (n, L, V) → differentiable combined reward (n,)."""
-        return differentiable_objective(self.name, components, reward_model=reward_model)
-
     def diversity(self, tokens: torch.Tensor) -> float:
         """Mean pairwise Hamming distance of token arrays (the per-round log's diversity)."""
         return metrics.mean_pairwise_hamming(tokens.numpy())
 
     def render_designs(
         self, runs: list[tuple[str, Path]], path: Path, per_run: int = 32, positions: int = 60
-    ) -> None:
+    ) -> bool:
         """PNG of sequence logos for the report: one row per (label, run directory), the
         information content (bits) per position of its ``per_run`` best designs by
         ``reward_eval``, over the first ``positions`` positions (shorter peptides end early)."""
@@ -348,6 +189,7 @@ class SequenceDomain:
         figure.tight_layout()
         with atomic_path(path) as tmp:
             figure.savefig(tmp, format="png", dpi=100)
+        return True
 
 
 def require_splits(splits: pd.Series, origin: str) -> None:
@@ -368,11 +210,3 @@ def with_fields(description: str, fields: dict[str, float]) -> str:
     digits) added after its words, replacing words that set the same names."""
     kept = [w for w in description.split() if w.partition("=")[0] not in fields]
     return " ".join(kept + [f"{k}={v:.4g}" for k, v in fields.items()])
-
-
-def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve of ``scores`` (n,) for binary ``labels`` (n,) in {0, 1}:
-    the Mann–Whitney U of the positives over n₊·n₋ (ties count one half)."""
-    positive, negative = scores[labels == 1], scores[labels == 0]
-    u = mannwhitneyu(positive, negative, alternative="two-sided").statistic
-    return float(u / (len(positive) * len(negative)))

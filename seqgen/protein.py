@@ -121,7 +121,11 @@ class ProteinDomain(SequenceDomain):
         """Peptides up to the first PAD (an all-PAD row is the empty peptide)."""
         return peptides.decode(tokens)
 
-    def read_designs(self, path: Path) -> list[str]:
+    def encode_designs(self, designs: list[str], gen, params: dict) -> torch.Tensor:
+        """Tokens (n, ``gen.length``), PAD after each peptide."""
+        return peptides.encode(designs, gen.length)
+
+    def read_designs(self, path: Path, embed: bool = False) -> list[str]:
         """Designed peptides (one terminal ``*`` dropped); an empty record is a design, one that
         every oracle scores NaN."""
         return read_fasta(path, peptides.AMINO_ACIDS, allow_empty=True, terminal_stop=True)[1]
@@ -131,22 +135,16 @@ class ProteinDomain(SequenceDomain):
         return bool(design)
 
     # ----- evaluation ----------------------------------------------------------------------
-    def metrics(
-        self,
-        designs: list[str],
-        params: dict,
-        data_dir: Path,
-        reward_model: Path,
-        pretrained: Path | None,
+    def design_metrics(
+        self, designs: list[str], params: dict, data_dir: Path, reward_model: Path
     ) -> dict:
         """P(AMP) by the eval classifier, property windows, composition and length distance to
-        real AMPs (test split), diversity and novelty by alignment identity, log p_pre."""
+        real AMPs (test split), diversity and novelty by alignment identity."""
         self.check_lengths(designs, reward_model)
         target = params.get("target", "amp")
         classifier = load_classifier(str(reward_model))
         k = classifier.config["classes"].index(target)
-        max_length = classifier.config["length"]
-        tokens = peptides.encode(designs, max_length)
+        tokens = peptides.encode(designs, classifier.config["length"])
         probs = classifier.predict(tokens)[0][:, k]
         _, lab_te = self.load_split(data_dir, "test")
         _, seqs_te = read_fasta(Path(data_dir) / "test.fasta", peptides.AMINO_ACIDS)
@@ -178,17 +176,6 @@ class ProteinDomain(SequenceDomain):
                 "novelty": novelty["novel_fraction"],
                 "max_identity_to_train": novelty["max_identity_mean"],
             }
-        if pretrained is not None:
-            gen = self.load_generator(pretrained, "auto")
-            out["loglik_pretrained"] = (
-                gen.log_likelihood(
-                    tokens,
-                    num_t=params.get("loglik_num_t", 16),
-                    generator=torch.Generator().manual_seed(0),
-                )
-                .mean()
-                .item()
-            )
         return out
 
 

@@ -21,11 +21,16 @@ points; furniture within 1 %); "size" is the diagonal of that robust box.
 * ``compactness`` — convex-hull volume / axis-aligned bounding-box volume, in (0, 1].
 * ``seat_height`` — a chair's seat height above its lowest point (numpy only), see
   :func:`seat_height`.
+* ``family_prob:<family>``, ``family_logodds:<family>`` — learned: P(family | x) (or its
+  log-odds) from the shape-family classifier ensemble at ``reward_model``
+  (:class:`FamilyClassifier`, which normalises world-unit points itself).
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +39,11 @@ from scipy.spatial import ConvexHull, QhullError, cKDTree
 from torch import Tensor
 
 from rewarddiff import UserError
+from rewarddiff.oracles import learned
 from rewarddiff.oracles.base import FunctionOracle, OracleInfo
 from rewarddiff.oracles.registry import no_argument, register_oracle
+from shapes.data import Normalization
+from shapes.model import PointClassifier, PointClassifierConfig
 
 DOMAIN = "shape"
 EXTENT_QUANTILES = (0.001, 0.999)
@@ -377,7 +385,7 @@ def data_families(config: dict) -> list[str] | None:
         return [f for f in data.FAMILIES if f in chosen]
     if source == "pc15k":
         return [data.SYNSET_NAMES.get(s, s) for s in params.get("synsets", [])]
-    from shapes.domain import MESH_SUFFIXES
+    from shapes.sources import MESH_SUFFIXES
 
     root = Path(params.get("root", ""))
     if source != "mesh" or not root.is_dir():
@@ -395,3 +403,96 @@ def check_family(kind: str):
             check_family_name(kind, argument, families)
 
     return check
+
+
+# ----- the family classifier on world units, and its oracles -------------------------------
+@dataclass
+class FamilyClassifier:
+    """A shape-family classifier ensemble on **world-unit** points: inputs are normalised with
+    the dataset normalisation it was trained with (its config's ``normalization``)."""
+
+    ensemble: learned.RewardEnsemble
+    normalization: Normalization
+    classes: list[str]
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """Differentiable calibrated probabilities (B, C) of world points x (B, N, 3)."""
+        shift = torch.as_tensor(self.normalization.shift, dtype=x.dtype, device=x.device)
+        scale = torch.as_tensor(self.normalization.scale, dtype=x.dtype, device=x.device)
+        return self.ensemble.to(x.device)((x - shift) / scale)
+
+    def predict(self, points: np.ndarray) -> Tensor:
+        """Calibrated probabilities (n, C) of world points (n, N, 3), on the CPU."""
+        x = torch.from_numpy(self.normalization.apply(np.asarray(points)))
+        return self.ensemble.predict(x.to(next(self.ensemble.parameters()).device))[0].cpu()
+
+
+@lru_cache(maxsize=8)
+def load_family_classifier(path: str) -> FamilyClassifier:
+    if not Path(path).exists():
+        raise UserError(f"{path}: shape-family classifier not found (run train_reward)")
+    ensemble = learned.RewardEnsemble.load(
+        path, lambda c: PointClassifier(PointClassifierConfig(**c["network"]))
+    )
+    config = ensemble.config
+    return FamilyClassifier(
+        ensemble, Normalization.from_dict(config["normalization"]), config["classes"]
+    )
+
+
+FAMILY_INFOS = {
+    "family_prob": OracleInfo(
+        "family_prob:<family>",
+        DOMAIN,
+        "maximize",
+        "probability",
+        "moderate",
+        True,
+        "P(family | x) from the calibrated shape-family classifier ensemble",
+    ),
+    "family_logodds": OracleInfo(
+        "family_logodds:<family>",
+        DOMAIN,
+        "maximize",
+        "log-odds",
+        "moderate",
+        True,
+        "log P(family | x) − log(1 − P(family | x)) from the shape-family classifier",
+    ),
+}
+
+
+def _family_oracle(kind: str, argument, reward_model) -> FunctionOracle:
+    """P(family ``argument`` | x), or its log-odds, from the classifier at ``reward_model``."""
+    if reward_model is None:
+        raise UserError(f"oracle {kind} needs a reward model (--reward-model PATH)")
+    classifier = load_family_classifier(str(reward_model))
+    check_family_name(kind, argument, classifier.classes)
+    k = classifier.classes.index(argument)
+
+    def of_probs(p: Tensor) -> Tensor:
+        p = p[:, k].clamp(1e-6, 1 - 1e-6)
+        return torch.logit(p) if kind == "family_logodds" else p
+
+    info = replace(
+        FAMILY_INFOS[kind],
+        name=f"{kind}:{argument}",
+        description=f"{argument} by the family classifier {reward_model}",
+    )
+    return FunctionOracle(
+        info,
+        lambda points: of_probs(classifier.predict(points)).numpy(),
+        lambda x: of_probs(classifier(x)),
+    )
+
+
+@register_oracle(DOMAIN, "family_prob", FAMILY_INFOS["family_prob"], check_family("family_prob"))
+def family_prob(argument=None, reward_model=None, **context):
+    return _family_oracle("family_prob", argument, reward_model)
+
+
+@register_oracle(
+    DOMAIN, "family_logodds", FAMILY_INFOS["family_logodds"], check_family("family_logodds")
+)
+def family_logodds(argument=None, reward_model=None, **context):
+    return _family_oracle("family_logodds", argument, reward_model)

@@ -123,10 +123,10 @@ def test_pretraining_is_reproducible_across_processes(tmp_path):
 
 
 def test_finetune_help_lists_one_line_per_method():
-    from rewarddiff.finetune import DESCRIPTIONS
+    from rewarddiff.finetune import METHODS
 
     result = cli("finetune", "--help")
     assert result.returncode == 0
     lines = result.stdout.splitlines()
-    for method, description in DESCRIPTIONS.items():
-        assert f"  {method:10s} {description}" in lines, method
+    for method, spec in METHODS.items():
+        assert f"  {method:10s} {spec.help}" in lines, method

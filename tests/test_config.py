@@ -14,6 +14,7 @@ from badinput import assert_clean_error
 from rewarddiff import UserError
 from rewarddiff.config import load_config, load_schema, validate_config
 from rewarddiff.finetune import METHODS
+from rewarddiff.sheet import sheet_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = load_schema("config.schema.yaml")
@@ -271,8 +272,8 @@ def _networks():
 
 
 SECTIONS = [(SCHEMA["$defs"][name], cls, code) for name, cls, code in _networks()] + [
-    (SCHEMA["$defs"]["finetune"]["properties"][method], cls, {"oracle_budget", "n_samples"})
-    for method, (_, cls) in METHODS.items()
+    (SCHEMA["$defs"]["finetune"]["properties"][method], spec.config, {"oracle_budget", "n_samples"})
+    for method, spec in METHODS.items()
 ]
 JSON_TYPES = {int: "integer", float: "number", bool: "boolean", str: "string", dict: "object"}
 
@@ -299,6 +300,6 @@ def test_schema_sections_list_every_dataclass_field_with_its_type(section, cls, 
             jsonschema.Draft202012Validator(schema).validate(default)  # the default is valid
 
 
-def test_sheet_schema_lists_every_method():
-    sheet_schema = load_schema("campaigns.schema.yaml")
-    assert sheet_schema["properties"]["method"]["enum"] == list(METHODS)
+def test_config_and_sheet_schemas_cover_exactly_the_registered_methods():
+    assert set(SCHEMA["$defs"]["finetune"]["properties"]) == set(METHODS)
+    assert sheet_schema()["properties"]["method"]["enum"] == list(METHODS)

@@ -10,9 +10,9 @@ from torch import nn
 from toys import ConditionalToyNet, L, V, toy_task
 
 from rewarddiff import UserError
+from rewarddiff.conditioning import LabelCondition
 from rewarddiff.diffusion.masked import MaskedDiffusion
-from rewarddiff.finetune import CTRLConfig, LabelCondition, ctrl
-from rewarddiff.finetune.ctrl import label_scores
+from rewarddiff.finetune.ctrl import CTRLConfig, ctrl, label_scores
 from rewarddiff.generator import MaskedSequenceGenerator, load_unconditional_weights
 
 BETA = 4.0  # classifier sharpness
@@ -84,7 +84,8 @@ def test_ctrl_adds_a_label_condition_toward_the_tilted_target():
     alpha = 0.25
     cfg = CTRLConfig(oracle_budget=128 * 80, batch_size=128, grad_steps=8, kl_weight=alpha,
                      lr=1e-2, gumbel_tau=0.5, eval_per_label=1024, log_every=20)  # fmt: skip
-    evaluation = ctrl(task, cfg, toy_condition())
+    task.condition = toy_condition()
+    evaluation = ctrl(task, cfg).extra["label_eval_ft"]
     assert task.reward.calls == 128 * 80
     x, _ = task.generator.sample(2048, torch.Generator().manual_seed(3))  # default: label "b"
     target = tilted_token_fraction(alpha)
@@ -105,7 +106,8 @@ def test_ctrl_two_conditions_as_one_joint_label():
     task = conditional(toy_task(), 4)
     cfg = CTRLConfig(oracle_budget=128 * 60, batch_size=128, grad_steps=8, kl_weight=0.1,
                      lr=1e-2, gumbel_tau=0.5, eval_per_label=256)  # fmt: skip
-    evaluation = ctrl(task, cfg, condition)
+    task.condition = condition
+    evaluation = ctrl(task, cfg).extra["label_eval_ft"]
     assert evaluation["first"]["accuracy"] > 0.65 and evaluation["second"]["accuracy"] > 0.65
 
 
@@ -143,7 +145,7 @@ def test_label_metrics_refuses_a_classifier_with_other_classes(tmp_path):
     gen = SimpleNamespace(config={"condition": {"kind": "class", "classes": [["a", "b"]]}})
     other = toy_condition()
     other.classes = [["a", "c"]]
-    dom = SimpleNamespace(load_generator=lambda *_: gen,
+    dom = SimpleNamespace(load_generator=lambda *_: gen, for_generator=lambda _: dom,
                           label_condition=lambda *_, **__: other)  # fmt: skip
     with pytest.raises(UserError, match=r"classes \[\['a', 'c'\]\] differ from the model's"):
         label_metrics(dom, tmp_path / "model", tmp_path / "eval.safetensors", {})
@@ -162,7 +164,8 @@ def test_data_label_prior_random_cut_and_guided_sampling():
     cfg = CTRLConfig(oracle_budget=128 * 40, batch_size=128, grad_steps=8, random_cut=True,
                      kl_weight=0.25, lr=1e-2, gumbel_tau=0.5, guidance=2.0, label_prior="data",
                      eval_per_label=256)  # fmt: skip
-    evaluation = ctrl(task, cfg, condition)
+    task.condition = condition
+    evaluation = ctrl(task, cfg).extra["label_eval_ft"]
     assert task.generator.config["condition"]["guidance"] == 2.0
     assert evaluation["first"]["accuracy"] > 0.65
 

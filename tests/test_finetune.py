@@ -8,19 +8,12 @@ from toys import L, V, toy_task
 
 from rewarddiff import UserError
 from rewarddiff.diffusion.masked import MaskedDiffusion
-from rewarddiff.finetune import (
-    BestOfNConfig,
-    CountingReward,
-    DDPOConfig,
-    DraftConfig,
-    RGDMConfig,
-    best_of_n,
-    ddpo,
-    draft,
-    rgdm,
-)
+from rewarddiff.finetune import CountingReward
+from rewarddiff.finetune.best_of_n import BestOfNConfig, best_of_n
 from rewarddiff.finetune.common import GradientStats, direction_sign
-from rewarddiff.finetune.rgdm import effective_sample_size, payoff_weights
+from rewarddiff.finetune.ddpo import DDPOConfig, ddpo
+from rewarddiff.finetune.draft import DraftConfig, draft
+from rewarddiff.finetune.rgdm import RGDMConfig, effective_sample_size, payoff_weights, rgdm
 
 
 def test_payoff_weights_and_ess():
@@ -40,7 +33,7 @@ def test_minimize_direction_negates_and_counts_calls():
 
 def test_best_of_n_keeps_top_k_at_budget():
     task = toy_task()
-    kept = best_of_n(task, BestOfNConfig(oracle_budget=256, n_samples=16))
+    kept = best_of_n(task, BestOfNConfig(oracle_budget=256, n_samples=16)).designs
     assert kept.shape == (16, L) and task.reward.calls == 256
     pool, selected = task.rows
     assert selected["reward_mean"] >= pool["reward_top10"] - 1e-9
@@ -78,8 +71,13 @@ def test_rgdm_raises_reward_and_logs_each_round(tmp_path, ema_decay):
 
 
 def test_rgdm_size_mix_needs_a_size_distribution():
+    from molgen.generator import MoleculeGenerator
+
     with pytest.raises(UserError, match="size_mix needs a generator with a size distribution"):
         rgdm(toy_task(), RGDMConfig(oracle_budget=8, rounds=1, size_mix=0.5))
+    # the declared capability, and the method that goes with it
+    assert MoleculeGenerator.has_size_distribution
+    assert callable(MoleculeGenerator.fit_size_distribution)
 
 
 def zero_fraction(x):
@@ -164,7 +162,8 @@ def test_rgdm_data_mix_anchors_to_the_pretraining_data():
     results = {}
     for mix in (0.0, 0.75):
         task = toy_task()
-        rgdm(task, RGDMConfig(**cfg, data_mix=mix), data if mix else None)
+        task.data = data if mix else None
+        rgdm(task, RGDMConfig(**cfg, data_mix=mix))
         x, _ = task.generator.sample(1024, torch.Generator().manual_seed(5))
         results[mix] = task.reward.fn(x).mean()
     assert results[0.0] > 0.45 and results[0.75] < results[0.0] - 0.1, results

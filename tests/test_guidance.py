@@ -7,7 +7,7 @@ import torch
 from toys import L, toy_task
 
 from rewarddiff import UserError
-from rewarddiff.finetune import GuidanceConfig, guidance
+from rewarddiff.finetune.guidance import GuidanceConfig, guidance
 
 
 def zero_fraction(x):
@@ -24,7 +24,7 @@ def test_guidance_with_a_linear_reward_hits_the_tilted_target():
     state = {k: v.clone() for k, v in task.generator.net.state_dict().items()}
     steps = task.generator.sampling_steps
     cfg = GuidanceConfig(n_samples=4096, scale=L * math.log(3.0), guided_steps=steps)
-    x = guidance(task, cfg)
+    x = guidance(task, cfg).designs
     assert (x == 0).float().mean().item() == pytest.approx(0.5, abs=0.03)
     assert task.reward.calls == 4096 * steps  # one differentiable call per design and step
     row = task.rows[0]

@@ -7,8 +7,8 @@ import torch
 
 from rewarddiff import UserError
 from rewarddiff.domain import get_domain
+from rewarddiff.oracles.learned import auroc
 from seqgen import peptides
-from seqgen.domain import auroc
 
 
 def test_generated_lengths_follow_the_training_length_distribution():

@@ -6,7 +6,7 @@ from toys import ConditionalToyNet, L, ToyRegressor, V, toy_task
 
 from rewarddiff import UserError
 from rewarddiff.diffusion.masked import MaskedDiffusion
-from rewarddiff.finetune import RCGDMConfig, rcgdm
+from rewarddiff.finetune.rcgdm import RCGDMConfig, rcgdm
 from rewarddiff.generator import MaskedSequenceGenerator, load_unconditional_weights
 
 
@@ -26,7 +26,8 @@ def test_rcgdm_reward_rises_with_the_target_value(tmp_path):
     cfg = RCGDMConfig(oracle_budget=256, noise=0.05, reward_steps=300, reward_lr=1e-2,
                       steps=600, batch_size=128, lr=3e-3, target=2.0, sweep=[0.0, 1.0, 2.0],
                       sweep_samples=512)  # fmt: skip
-    rcgdm(task, cfg, data)
+    task.data = data
+    rcgdm(task, cfg)
     assert task.reward.calls == 256  # the labelled subset only; the sweep is evaluation
     labelled, *sweep, final = task.rows
     assert labelled["stage"] == "labelled" and labelled["reward_fit_r"] > 0.9

@@ -7,20 +7,12 @@ from test_finetune import zero_fraction
 from test_rcgdm import value_conditioned
 from toys import L, ToyRegressor, V, toy_task
 
-from rewarddiff.finetune import (
-    CTRLConfig,
-    DDPOConfig,
-    DraftConfig,
-    RCGDMConfig,
-    RGDMConfig,
-    SEIKOConfig,
-    ctrl,
-    ddpo,
-    draft,
-    rcgdm,
-    rgdm,
-    seiko,
-)
+from rewarddiff.finetune.ctrl import CTRLConfig, ctrl
+from rewarddiff.finetune.ddpo import DDPOConfig, ddpo
+from rewarddiff.finetune.draft import DraftConfig, draft
+from rewarddiff.finetune.rcgdm import RCGDMConfig, rcgdm
+from rewarddiff.finetune.rgdm import RGDMConfig, rgdm
+from rewarddiff.finetune.seiko import SEIKOConfig, seiko
 
 
 class Interrupted(Exception):
@@ -44,7 +36,9 @@ def ddpo_run(task):
 
 def ctrl_run(task):
     cfg = CTRLConfig(oracle_budget=48, batch_size=16, grad_steps=4, log_every=1, eval_per_label=4)
-    ctrl(conditional(task, 2), cfg, toy_condition())
+    task = conditional(task, 2)
+    task.condition = toy_condition()
+    ctrl(task, cfg)
 
 
 def seiko_run(task):
@@ -54,10 +48,10 @@ def seiko_run(task):
 
 
 def rcgdm_run(task):
-    data = torch.randint(V, (512, L), generator=torch.Generator().manual_seed(1))
-    rcgdm(value_conditioned(task), RCGDMConfig(oracle_budget=64, reward_steps=10, steps=30,
-                                               batch_size=16, checkpoint_every=10, sweep=[0.0],
-                                               sweep_samples=16), data)  # fmt: skip
+    task = value_conditioned(task)
+    task.data = torch.randint(V, (512, L), generator=torch.Generator().manual_seed(1))
+    rcgdm(task, RCGDMConfig(oracle_budget=64, reward_steps=10, steps=30, batch_size=16,
+                            checkpoint_every=10, sweep=[0.0], sweep_samples=16))  # fmt: skip
 
 
 def finished(run, path, interrupt_after=None, identity=None):
@@ -156,7 +150,9 @@ def test_logging_frequency_never_discards_fine_tuning_progress(tmp_path, method,
             else:
                 cfg = CTRLConfig(oracle_budget=96, batch_size=16, grad_steps=4,
                                  log_every=log_every, eval_per_label=4)  # fmt: skip
-                ctrl(conditional(task, 2), cfg, toy_condition())
+                task = conditional(task, 2)
+                task.condition = toy_condition()
+                ctrl(task, cfg)
 
         return run
 

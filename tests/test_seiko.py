@@ -5,8 +5,7 @@ import torch
 from toys import L, ToyRegressor, V, toy_task
 
 from rewarddiff import UserError
-from rewarddiff.finetune import SEIKOConfig, seiko
-from rewarddiff.finetune.seiko import fit_optimistic_reward, round_sizes
+from rewarddiff.finetune.seiko import SEIKOConfig, fit_optimistic_reward, round_sizes, seiko
 
 
 def test_round_sizes_double_and_sum_to_the_budget():

@@ -34,15 +34,7 @@ PRETRAIN = {
     "eval_samples": 4,
     "device": "cpu",
 }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks: one thread avoids oversubscribing a shared CPU (60x slower otherwise)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def seeded(seed: int) -> torch.Generator:
@@ -145,7 +137,9 @@ def test_pretrain_sample_and_designs_round_trip(pretrained, tmp_path):
     gen = SHAPE.load_generator(checkpoint)
     x, kl = gen.sample(3, seeded(0))
     assert x.shape == (3, 64, 3) and kl is None and torch.isfinite(x).all()
-    designs = SHAPE.to_designs(x)
+    world = SHAPE.for_generator(gen)  # the generator's own normalisation, from its config
+    assert world.normalization.to_dict() == gen.config["normalization"]
+    designs = world.to_designs(x)
     assert designs.dtype == np.float32 and np.isfinite(designs).all()
     path = tmp_path / "designs.npz"
     SHAPE.write_designs(path, designs, {"height": np.arange(3.0)})
@@ -153,13 +147,13 @@ def test_pretrain_sample_and_designs_round_trip(pretrained, tmp_path):
     assert read_npz(path)[1]["height"].tolist() == [0.0, 1.0, 2.0]
     plys = sorted((tmp_path / "designs_ply").glob("*.ply"))
     assert [p.stem for p in plys] == SHAPE.design_labels(designs)
-    assert SHAPE.diversity(x) > 0
+    assert world.diversity(x) > 0
 
 
 def test_ctrl_condition_starts_at_the_pretrained_model(prepared, rewards, pretrained):
     data_dir, _ = prepared
     gen = SHAPE.load_generator(pretrained[0])
-    condition = SHAPE.label_condition(
+    condition = SHAPE.for_generator(gen).label_condition(
         {"target": "lamp"}, rewards[0] / "ft" / "model.safetensors", data_dir
     )
     assert condition.classes == [["chair", "table", "lamp", "airplane"]]
@@ -180,15 +174,15 @@ def test_ctrl_condition_starts_at_the_pretrained_model(prepared, rewards, pretra
 
 def test_rewards_score_world_units(prepared, rewards, pretrained):
     data_dir, _ = prepared
-    SHAPE.load_generator(pretrained[0])  # sets the world frame
+    shape = SHAPE.for_generator(SHAPE.load_generator(pretrained[0]))  # its world frame
     x, _ = SHAPE.load_split(data_dir, "valid")
     model = rewards[0] / "ft" / "model.safetensors"
     components = [{"oracle": "height"}, {"oracle": "family_prob:chair", "weight": 0.5}]
-    numpy_reward = SHAPE.reward_function(components, model)(x)
-    torch_reward = SHAPE.torch_reward_function(components, model)(x)
+    numpy_reward = shape.reward_function(components, model)(x)
+    torch_reward = shape.torch_reward_function(components, model)(x)
     assert np.allclose(torch_reward.detach().numpy(), numpy_reward, atol=1e-4)
-    world = SHAPE.to_designs(x)
-    height = SHAPE.reward_function([{"oracle": "height"}], model)(x)
+    world = shape.to_designs(x)
+    height = shape.reward_function([{"oracle": "height"}], model)(x)
     assert np.allclose(height, oracles.height(world), atol=1e-4)
     assert SHAPE.score(world, ["height"])["height"].shape == (12,)
 
@@ -249,7 +243,7 @@ def test_bad_inputs(tmp_path):
         make_oracle("shape", "family_prob:chair", reward_model=tmp_path / "missing.safetensors")
     with pytest.raises(UserError, match="needs a reward model"):
         make_oracle("shape", "family_logodds:chair")
-    with pytest.raises(UserError, match="no generator loaded"):
+    with pytest.raises(UserError, match="no generator bound"):
         domain.to_designs(torch.zeros(1, 4, 3))
 
 

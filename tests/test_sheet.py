@@ -170,8 +170,8 @@ def test_header_needs_every_column_once_and_no_other(tmp_path, header, message):
         ({7: "1e4"}, "column oracle_budget: '1e4' is not a positive integer"),
         (
             {4: "RGDM"},
-            "column method: 'RGDM' is not one of best_of_n, rgdm, draft, ddpo, ctrl, rcgdm, "
-            "seiko, guidance",
+            "column method: 'RGDM' is not one of best_of_n, ctrl, ddpo, draft, guidance, rcgdm, "
+            "rgdm, seiko",
         ),
         (
             {9: "maybe"},

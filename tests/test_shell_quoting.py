@@ -2,6 +2,7 @@
 every stage as one argument and executes nothing (Snakemake dry run, then every printed command
 run by bash against a stub ``rewarddiff`` that records its arguments)."""
 
+import json
 import os
 import shlex
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from rewarddiff.finetune import METHODS
 from rewarddiff.sheet import plan, read_sheet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,6 +74,17 @@ def test_results_dir_with_shell_metacharacters_is_one_argument_everywhere(tmp_pa
                 assert all(RESULTS not in v for v in values), (option, command)
     assert stages == {"prepare", "train-reward", "pretrain", "finetune", "sample", "score",
                       "report"}  # fmt: skip
+    # the rules ask the method registry: selections are copied, n_samples reaches who takes it
+    for command in commands:
+        args = shlex.split(command)[:-3]
+        given = options(args[2:])
+        if args[1] == "sample" and "/campaigns/" in given["--out"][0]:
+            method = Path(given["--out"][0]).parts[-3]
+            made = method in METHODS and METHODS[method].produces == "selection"
+            assert ("--selected" in given) == made, command
+        if args[1] == "finetune":
+            spec = METHODS[given["--method"][0]]
+            assert ("n_samples" in json.loads(given["--params"][0])) == spec.takes_n_samples
     assert any("--selected" in command for command in commands)
 
     # bash runs every command against a stub: the arguments arrive as parsed, nothing else runs

@@ -16,21 +16,13 @@ import pytest
 import torch
 from toys import conditional_mlp, fit_normal_1d, seeded
 
-from rewarddiff.finetune import (
-    CountingReward,
-    CTRLConfig,
-    DDPOConfig,
-    DraftConfig,
-    FinetuneTask,
-    GuidanceConfig,
-    LabelCondition,
-    SEIKOConfig,
-    ctrl,
-    ddpo,
-    draft,
-    guidance,
-    seiko,
-)
+from rewarddiff.conditioning import LabelCondition
+from rewarddiff.finetune import CountingReward, FinetuneTask
+from rewarddiff.finetune.ctrl import CTRLConfig, ctrl
+from rewarddiff.finetune.ddpo import DDPOConfig, ddpo
+from rewarddiff.finetune.draft import DraftConfig, draft
+from rewarddiff.finetune.guidance import GuidanceConfig, guidance
+from rewarddiff.finetune.seiko import SEIKOConfig, seiko
 
 STEPS = 10
 
@@ -68,7 +60,7 @@ def test_guidance_tilts_the_gaussian_without_training(pretrained):
     chain: mean between m + β·v and β); no weights change."""
     gen, m, v = pretrained
     task = linear_task(gen)
-    x = guidance(task, GuidanceConfig(n_samples=8000, scale=1.0, guided_steps=STEPS))
+    x = guidance(task, GuidanceConfig(n_samples=8000, scale=1.0, guided_steps=STEPS)).designs
     assert m + v - 0.08 < x.mean().item() < 1.05
 
 
@@ -98,7 +90,8 @@ def test_ctrl_conditional_designs_match_the_tilted_targets(pretrained):
                                lambda x: (x[:, :1] > 0).long(), target=["right"])  # fmt: skip
     cfg = CTRLConfig(oracle_budget=256 * 300, batch_size=256, grad_steps=STEPS, kl_weight=1.0,
                      lr=3e-3, eval_per_label=2000, log_every=100)  # fmt: skip
-    evaluation = ctrl(task, condition=condition, cfg=cfg)
+    task.condition = condition
+    evaluation = ctrl(task, cfg).extra["label_eval_ft"]
     for label, sign in ((0, -1.0), (1, 1.0)):
         target = tilted_mean(m, v, lambda x, s=sign: -np.logaddexp(0.0, -2 * s * x))
         x, _ = task.generator.sample(8000, seeded(3), label=torch.full((8000,), label))

@@ -10,14 +10,9 @@ import torch
 from torch import nn
 from toys import MLP, T, fit_normal_1d, make, seeded
 
-from rewarddiff.finetune import (
-    CountingReward,
-    DDPOConfig,
-    DraftConfig,
-    FinetuneTask,
-    ddpo,
-    draft,
-)
+from rewarddiff.finetune import CountingReward, FinetuneTask
+from rewarddiff.finetune.ddpo import DDPOConfig, ddpo
+from rewarddiff.finetune.draft import DraftConfig, draft
 from rewarddiff.vector_generator import GaussianVectorGenerator
 
 LOG_2PI = math.log(2 * math.pi)

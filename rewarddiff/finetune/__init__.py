@@ -1,63 +1,39 @@
-"""Fine-tuning (steering) methods, one module per method id; see ``METHODS``."""
+"""Fine-tuning (steering) methods: one module per method, each declaring its ``SPEC``
+(:class:`~rewarddiff.finetune.spec.MethodSpec`) next to its settings and run function.
 
-from rewarddiff.finetune.best_of_n import BestOfNConfig, best_of_n
+``METHODS`` maps method ids to specs: every module of this package with a ``SPEC``, then the
+specs that installed packages name in the entry-point group ``rewarddiff.methods`` (e.g.
+``identity = "mypkg.identity:SPEC"``), or that :func:`register_method` adds."""
+
+import importlib
+import pkgutil
+import re
+from importlib.metadata import entry_points
+
 from rewarddiff.finetune.common import CountingReward, FinetuneTask
-from rewarddiff.finetune.ctrl import CTRLConfig, LabelCondition, ctrl
-from rewarddiff.finetune.ddpo import DDPOConfig, ddpo
-from rewarddiff.finetune.draft import DraftConfig, draft
-from rewarddiff.finetune.guidance import GuidanceConfig, guidance
-from rewarddiff.finetune.rcgdm import RCGDMConfig, rcgdm
-from rewarddiff.finetune.rgdm import RGDMConfig, rgdm
-from rewarddiff.finetune.seiko import SEIKOConfig, seiko
+from rewarddiff.finetune.spec import MethodResult, MethodSpec
 
-METHODS = {
-    "best_of_n": (best_of_n, BestOfNConfig),
-    "rgdm": (rgdm, RGDMConfig),
-    "draft": (draft, DraftConfig),
-    "ddpo": (ddpo, DDPOConfig),
-    "ctrl": (ctrl, CTRLConfig),
-    "rcgdm": (rcgdm, RCGDMConfig),
-    "seiko": (seiko, SEIKOConfig),
-    "guidance": (guidance, GuidanceConfig),
-}
-# one line per method for `rewarddiff finetune --help`
-DESCRIPTIONS = {
-    "best_of_n": "sample N from p_pre, keep the top k by reward (no training)",
-    "rgdm": "reward-guided exploration: train on own samples weighted by exp(r/tau)",
-    "draft": "back-propagate a differentiable reward through the last K steps (+ kl_weight·KL)",
-    "ddpo": "PPO on per-step log-probs of the denoising chain (any oracle; + kl_weight·KL)",
-    "ctrl": "add a new label condition: zero-init embedding, KL-regularised log p(y|x) ascent",
-    "rcgdm": "pseudo-label data with a reward model fit on a labelled subset; sample at target a",
-    "seiko": "online rounds: query the oracle, refit an optimistic reward model, KL-tuned ascent",
-    "guidance": "no training: reward-gradient guidance through x0-hat at sampling (DPS-style)",
-}
-# methods that return their designs instead of a fine-tuned model (written as selected<suffix>)
-SELECTION = {"best_of_n", "guidance"}
-# methods that need a differentiable reward (oracles with torch_score)
-DIFFERENTIABLE = {"draft", "guidance"}
+ENTRY_POINT_GROUP = "rewarddiff.methods"
+METHODS: dict[str, MethodSpec] = {}
 
-__all__ = [
-    "METHODS",
-    "BestOfNConfig",
-    "CTRLConfig",
-    "LabelCondition",
-    "CountingReward",
-    "DDPOConfig",
-    "DIFFERENTIABLE",
-    "DESCRIPTIONS",
-    "DraftConfig",
-    "FinetuneTask",
-    "GuidanceConfig",
-    "SELECTION",
-    "RCGDMConfig",
-    "RGDMConfig",
-    "SEIKOConfig",
-    "best_of_n",
-    "ctrl",
-    "ddpo",
-    "draft",
-    "guidance",
-    "rcgdm",
-    "rgdm",
-    "seiko",
-]
+
+def register_method(spec: MethodSpec) -> MethodSpec:
+    """Add ``spec`` to :data:`METHODS`; its id must be new, lowercase letters and ``_`` (the
+    workflow's method wildcard), and not ``pretrained`` (the baseline runs' folder)."""
+    if not re.fullmatch("[a-z_]+", spec.id) or spec.id == "pretrained":
+        raise ValueError(f"method id {spec.id!r}: lowercase letters and _, not 'pretrained'")
+    if spec.id in METHODS:
+        raise ValueError(f"method {spec.id!r} is registered twice")
+    METHODS[spec.id] = spec
+    return spec
+
+
+for _module in pkgutil.iter_modules(__path__):
+    _spec = getattr(importlib.import_module(f"{__name__}.{_module.name}"), "SPEC", None)
+    if _spec is not None:
+        register_method(_spec)
+for _entry in entry_points(group=ENTRY_POINT_GROUP):
+    register_method(_entry.load())
+
+__all__ = ["METHODS", "CountingReward", "FinetuneTask", "MethodResult", "MethodSpec",
+           "register_method"]  # fmt: skip

@@ -7,9 +7,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
 
 from rewarddiff.finetune.common import FinetuneTask, top_k
+from rewarddiff.finetune.spec import MethodResult, MethodSpec
 
 
 @dataclass
@@ -18,8 +18,8 @@ class BestOfNConfig:
     n_samples: int = 128  # k: designs kept
 
 
-def best_of_n(task: FinetuneTask, cfg: BestOfNConfig) -> Tensor:
-    """Returns the k selected designs (k, ...); logs the pool and the selection. The selection's
+def best_of_n(task: FinetuneTask, cfg: BestOfNConfig) -> MethodResult:
+    """Selects k designs (k, ...); logs the pool and the selection. The selection's
     distance from p_pre is logged as the analytic bound KL ≤ log(N/k) (the top k of N draws
     have density at most N/k times p_pre's)."""
     x, path_kl = task.generator.sample(cfg.oracle_budget, task.torch_generator, task.reference)
@@ -28,4 +28,22 @@ def best_of_n(task: FinetuneTask, cfg: BestOfNConfig) -> Tensor:
     kept, kept_rewards = top_k(x, rewards, cfg.n_samples)
     kl_bound = torch.tensor([math.log(cfg.oracle_budget / len(kept))])
     task.record(1, kept, kept_rewards, kl_bound, stage="selected")
-    return kept
+    return MethodResult(designs=kept)
+
+
+def check(cfg: BestOfNConfig) -> tuple[str, str] | None:
+    """The k kept cannot exceed the N drawn."""
+    if cfg.n_samples > cfg.oracle_budget:
+        return "n_samples", (f"best_of_n keeps n_samples of oracle_budget designs; "
+                             f"{cfg.n_samples} > {cfg.oracle_budget}")  # fmt: skip
+    return None
+
+
+SPEC = MethodSpec(
+    id="best_of_n",
+    config=BestOfNConfig,
+    run=best_of_n,
+    help="sample N from p_pre, keep the top k by reward (no training)",
+    produces="selection",
+    check=check,
+)

@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 
 from rewarddiff import UserError
-from rewarddiff.generator import MaskedSequenceGenerator
+from rewarddiff.conditioning import LabelCondition
+from rewarddiff.generator import Generator
 from rewarddiff.io import (
     atomic_path,
     flatten_state,
@@ -73,8 +74,8 @@ class CountingReward:
 
 @dataclass
 class FinetuneTask:
-    generator: MaskedSequenceGenerator  # trained in place
-    reference: MaskedSequenceGenerator  # frozen pretrained model (p_pre)
+    generator: Generator  # trained in place
+    reference: Generator  # frozen pretrained model (p_pre)
     reward: CountingReward
     diversity: Callable[[Tensor], float]
     seed: int = 0
@@ -90,6 +91,10 @@ class FinetuneTask:
     # and data, the objective with its direction): a checkpoint of another identity is not
     # resumed
     identity: dict = field(default_factory=dict)
+    # what a method's spec asks for: the pretraining data (designs (n, ...)) and the label
+    # condition that ``generator`` was given an embedding for
+    data: Tensor | None = None
+    condition: LabelCondition | None = None
     rows: list[dict] = field(default_factory=list)
     torch_generator: torch.Generator = field(init=False)
     # the log's own random stream (log-likelihood estimates, final samples): how often a

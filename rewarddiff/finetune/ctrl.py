@@ -10,16 +10,15 @@ p*(x | y) ∝ p_pre(x)·p̂(y | x)^{γ/α}. Several conditions are one joint lab
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from rewarddiff import UserError
+from rewarddiff.conditioning import LabelCondition
 from rewarddiff.finetune.common import FinetuneTask
+from rewarddiff.finetune.spec import MethodResult, MethodSpec
 
 
 @dataclass
@@ -40,55 +39,6 @@ class CTRLConfig:
     log_every: int = 10
 
 
-@dataclass
-class LabelCondition:
-    """One or more class conditions and the classifiers that define them.
-
-    ``log_prob(x, y)``: differentiable Σ_k log p̂_k(y_k | x) for generator outputs ``x`` and
-    labels ``y`` (B, C) → (B,); ``predict(x)``: predicted labels (n, C) of designs.
-    """
-
-    names: list[str]
-    classes: list[list[str]]
-    log_prob: Callable[[Tensor, Tensor], Tensor]
-    predict: Callable[[Tensor], Tensor]
-    frequencies: list[list[float]] | None = None  # per condition; None = uniform
-    target: list[str] | None = None  # the label sampled at by default afterwards
-    spec: dict | list | None = None  # domain settings: rebuild it with another classifier copy
-
-    @property
-    def num_joint(self) -> int:
-        return math.prod(len(c) for c in self.classes)
-
-    def joint(self, y: Tensor) -> Tensor:
-        """Per-condition labels (B, C) → joint index (B,) (row-major over conditions)."""
-        index = torch.zeros(len(y), dtype=torch.long)
-        for k, classes in enumerate(self.classes):
-            index = index * len(classes) + y[:, k]
-        return index
-
-    def split(self, index: Tensor) -> Tensor:
-        """Joint index (B,) → per-condition labels (B, C)."""
-        out = []
-        for classes in reversed(self.classes):
-            out.append(index % len(classes))
-            index = index // len(classes)
-        return torch.stack(out[::-1], 1)
-
-    def prior(self, kind: str) -> list[Tensor]:
-        if kind == "uniform" or self.frequencies is None:
-            return [torch.full((len(c),), 1.0 / len(c)) for c in self.classes]
-        if kind != "data":
-            raise UserError(f"ctrl: label_prior must be uniform or data, not {kind!r}")
-        return [torch.as_tensor(f, dtype=torch.float64) / sum(f) for f in self.frequencies]
-
-    def target_index(self) -> int | None:
-        if self.target is None:
-            return None
-        labels = [[c.index(t)] for c, t in zip(self.classes, self.target)]
-        return int(self.joint(torch.tensor(labels).T.reshape(1, -1))[0])
-
-
 def label_scores(true: np.ndarray, pred: np.ndarray, num_classes: int) -> dict:
     """Accuracy, macro-F1 and per-class F1 of predicted against requested labels (n,)."""
     f1 = []
@@ -100,10 +50,13 @@ def label_scores(true: np.ndarray, pred: np.ndarray, num_classes: int) -> dict:
             "f1": [float(v) for v in f1]}  # fmt: skip
 
 
-def ctrl(task: FinetuneTask, cfg: CTRLConfig, condition: LabelCondition) -> dict:
-    """Fine-tune the conditional ``task.generator`` in place; returns the per-label evaluation
-    by ``condition.predict`` (the steering classifiers) and sets the sampling default."""
-    gen, rng = task.generator, task.torch_generator
+def ctrl(task: FinetuneTask, cfg: CTRLConfig) -> MethodResult:
+    """Fine-tune the conditional ``task.generator`` in place toward ``task.condition`` and set
+    the sampling default; the extra ``label_eval_ft`` is the per-label evaluation by
+    ``condition.predict`` (the steering classifiers)."""
+    gen, rng, condition = task.generator, task.torch_generator, task.condition
+    if condition is None:
+        raise UserError("ctrl needs a label condition (task.condition)")
     if not hasattr(gen, "sample_differentiable"):
         raise UserError("ctrl needs a differentiable sampler")
     priors = condition.prior(cfg.label_prior)
@@ -154,7 +107,8 @@ def ctrl(task: FinetuneTask, cfg: CTRLConfig, condition: LabelCondition) -> dict
             "guidance": cfg.guidance,
         }
     }
-    return evaluate_labels(gen, condition, cfg.eval_per_label, cfg.guidance, rng)
+    evaluation = evaluate_labels(gen, condition, cfg.eval_per_label, cfg.guidance, rng)
+    return MethodResult(extra={"label_eval_ft": evaluation})
 
 
 def evaluate_labels(
@@ -169,3 +123,13 @@ def evaluate_labels(
         name: label_scores(requested[:, k], predicted[:, k], len(classes)) | {"classes": classes}
         for k, (name, classes) in enumerate(zip(condition.names, condition.classes))
     }
+
+
+SPEC = MethodSpec(
+    id="ctrl",
+    config=CTRLConfig,
+    run=ctrl,
+    help="add a new label condition: zero-init embedding, KL-regularised log p(y|x) ascent",
+    condition="label",
+    training_curve=False,
+)

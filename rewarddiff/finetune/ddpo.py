@@ -20,6 +20,7 @@ from torch import Tensor
 
 from rewarddiff import UserError
 from rewarddiff.finetune.common import FinetuneTask, GradientStats
+from rewarddiff.finetune.spec import MethodResult, MethodSpec
 
 
 @dataclass
@@ -43,8 +44,8 @@ def advantages(rewards: np.ndarray) -> Tensor:
     return torch.as_tensor(adv, dtype=torch.float32)
 
 
-def ddpo(task: FinetuneTask, cfg: DDPOConfig, data: Tensor | None = None) -> None:
-    """Fine-tune ``task.generator`` in place (``data`` is unused)."""
+def ddpo(task: FinetuneTask, cfg: DDPOConfig) -> MethodResult:
+    """Fine-tune ``task.generator`` in place."""
     gen, rng = task.generator, task.torch_generator
     if not hasattr(gen, "sample_trajectory"):
         raise UserError("ddpo needs a generator with per-step log-probabilities")
@@ -94,3 +95,12 @@ def ddpo(task: FinetuneTask, cfg: DDPOConfig, data: Tensor | None = None) -> Non
         )
         task.checkpoint(round_ + 1, cfg, opt)
     task.record_final()
+    return MethodResult()
+
+
+SPEC = MethodSpec(
+    id="ddpo",
+    config=DDPOConfig,
+    run=ddpo,
+    help="PPO on per-step log-probs of the denoising chain (any oracle; + kl_weight·KL)",
+)

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
 
 from rewarddiff.finetune.common import FinetuneTask
+from rewarddiff.finetune.spec import MethodResult, MethodSpec
 
 
 @dataclass
@@ -29,8 +29,8 @@ class DraftConfig:
     log_every: int = 10  # optimisation steps between log rows
 
 
-def draft(task: FinetuneTask, cfg: DraftConfig, data: Tensor | None = None) -> None:
-    """Fine-tune ``task.generator`` in place (``data`` is unused)."""
+def draft(task: FinetuneTask, cfg: DraftConfig) -> MethodResult:
+    """Fine-tune ``task.generator`` in place."""
     gen, rng = task.generator, task.torch_generator
     opt = torch.optim.AdamW(gen.net.parameters(), lr=cfg.lr, weight_decay=0.0)
     steps = max(1, cfg.oracle_budget // cfg.batch_size)
@@ -56,3 +56,13 @@ def draft(task: FinetuneTask, cfg: DraftConfig, data: Tensor | None = None) -> N
                 grad_norm=float(grad_norm),
             )
             task.checkpoint(step + 1, cfg, opt)
+    return MethodResult()
+
+
+SPEC = MethodSpec(
+    id="draft",
+    config=DraftConfig,
+    run=draft,
+    help="back-propagate a differentiable reward through the last K steps (+ kl_weight·KL)",
+    differentiable_reward=True,
+)

@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
 
 from rewarddiff import UserError
 from rewarddiff.finetune.common import FinetuneTask
+from rewarddiff.finetune.spec import MethodResult, MethodSpec
 
 
 @dataclass
@@ -28,8 +28,8 @@ class GuidanceConfig:
     guided_steps: int = 0  # last steps guided; 0 = oracle_budget // n_samples
 
 
-def guidance(task: FinetuneTask, cfg: GuidanceConfig) -> Tensor:
-    """Returns ``cfg.n_samples`` guided designs; the generator is unchanged."""
+def guidance(task: FinetuneTask, cfg: GuidanceConfig) -> MethodResult:
+    """Selects ``cfg.n_samples`` guided designs; the generator is unchanged."""
     gen, rng = task.generator, task.torch_generator
     if task.reward.torch_fn is None:
         raise UserError("guidance needs a differentiable reward (oracles with torch_score)")
@@ -39,4 +39,15 @@ def guidance(task: FinetuneTask, cfg: GuidanceConfig) -> Tensor:
     with torch.no_grad():  # the reward of the final designs, for the log (not budget calls)
         rewards = task.reward.sign * task.reward.fn(x)
     task.record(0, x, rewards, path_kl, guided_steps=steps, scale=cfg.scale)
-    return x
+    return MethodResult(designs=x)
+
+
+SPEC = MethodSpec(
+    id="guidance",
+    config=GuidanceConfig,
+    run=guidance,
+    help="no training: reward-gradient guidance through x0-hat at sampling (DPS-style)",
+    produces="selection",
+    differentiable_reward=True,
+    training_curve=False,
+)

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from rewarddiff import UserError
 from rewarddiff.finetune.common import FinetuneTask
+from rewarddiff.finetune.spec import MethodResult, MethodSpec, always
 from rewarddiff.oracles.learned import FitConfig, fit, predict_batched
 
 
@@ -81,8 +82,10 @@ def pseudo_label(task: FinetuneTask, cfg: RCGDMConfig, data: Tensor) -> dict:
             "losses": []}  # fmt: skip
 
 
-def rcgdm(task: FinetuneTask, cfg: RCGDMConfig, data: Tensor | None = None) -> None:
-    """Train the value-conditioned ``task.generator`` in place on pseudo-labelled ``data``."""
+def rcgdm(task: FinetuneTask, cfg: RCGDMConfig) -> MethodResult:
+    """Train the value-conditioned ``task.generator`` in place on pseudo-labelled
+    ``task.data``."""
+    data = task.data
     if data is None or task.reward_network is None:
         raise UserError("rcgdm needs the pretraining data and a reward network from the domain")
     gen, rng = task.generator, task.torch_generator
@@ -138,3 +141,15 @@ def rcgdm(task: FinetuneTask, cfg: RCGDMConfig, data: Tensor | None = None) -> N
             "std": std,
         }
     }
+    return MethodResult()
+
+
+SPEC = MethodSpec(
+    id="rcgdm",
+    config=RCGDMConfig,
+    run=rcgdm,
+    help="pseudo-label data with a reward model fit on a labelled subset; sample at target a",
+    training_data=always,
+    condition="value",
+    training_curve=False,
+)

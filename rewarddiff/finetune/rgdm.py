@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from rewarddiff import UserError
 from rewarddiff.finetune.common import FinetuneTask, GradientStats
+from rewarddiff.finetune.spec import MethodResult, MethodSpec
 from rewarddiff.training import EMA
 
 
@@ -47,11 +47,13 @@ def effective_sample_size(w: np.ndarray) -> float:
     return float(1.0 / np.square(w).sum())
 
 
-def rgdm(task: FinetuneTask, cfg: RGDMConfig, data: Tensor | None = None) -> None:
-    """Fine-tune ``task.generator`` in place for ``cfg.rounds`` rounds."""
+def rgdm(task: FinetuneTask, cfg: RGDMConfig) -> MethodResult:
+    """Fine-tune ``task.generator`` in place for ``cfg.rounds`` rounds (with ``data_mix``,
+    on batches partly drawn from ``task.data``)."""
+    data = task.data
     if cfg.data_mix > 0 and data is None:
         raise ValueError("rgdm: data_mix > 0 needs the pretraining data")
-    if cfg.size_mix > 0 and not hasattr(task.generator, "fit_size_distribution"):
+    if cfg.size_mix > 0 and not task.generator.has_size_distribution:
         raise UserError("rgdm: size_mix needs a generator with a size distribution (molecules)")
     gen, rng = task.generator, task.torch_generator
     opt = torch.optim.AdamW(gen.net.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -109,3 +111,13 @@ def rgdm(task: FinetuneTask, cfg: RGDMConfig, data: Tensor | None = None) -> Non
     if ema:  # the fine-tuned model is the averaged one
         gen.net.load_state_dict(ema.model.state_dict())
     task.record_final()
+    return MethodResult()
+
+
+SPEC = MethodSpec(
+    id="rgdm",
+    config=RGDMConfig,
+    run=rgdm,
+    help="reward-guided exploration: train on own samples weighted by exp(r/tau)",
+    training_data=lambda cfg: cfg.data_mix > 0,
+)

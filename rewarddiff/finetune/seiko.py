@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from rewarddiff import UserError
 from rewarddiff.finetune.common import FinetuneTask
+from rewarddiff.finetune.spec import MethodResult, MethodSpec
 from rewarddiff.oracles.learned import FitConfig, fit
 
 BONUSES = ("ucb", "bootstrap", "greedy")
@@ -98,7 +99,7 @@ def fit_optimistic_reward(
     return OptimisticReward(heads, cfg.bonus, precision, cfg)
 
 
-def seiko(task: FinetuneTask, cfg: SEIKOConfig, data: Tensor | None = None) -> None:
+def seiko(task: FinetuneTask, cfg: SEIKOConfig) -> MethodResult:
     """Fine-tune ``task.generator`` in place over ``cfg.rounds`` query rounds."""
     if cfg.bonus not in BONUSES:
         raise UserError(f"seiko: bonus must be one of {', '.join(BONUSES)}, not {cfg.bonus!r}")
@@ -138,3 +139,12 @@ def seiko(task: FinetuneTask, cfg: SEIKOConfig, data: Tensor | None = None) -> N
         task.checkpoint(round_ + 1, cfg, opt, queried_x=queried_x,
                         queried_r=[torch.as_tensor(r) for r in queried_r])  # fmt: skip
     task.record_final()
+    return MethodResult()
+
+
+SPEC = MethodSpec(
+    id="seiko",
+    config=SEIKOConfig,
+    run=seiko,
+    help="online rounds: query the oracle, refit an optimistic reward model, KL-tuned ascent",
+)

@@ -1,17 +1,22 @@
 """Learned reward models: train, calibrate, save, load, predict; ensembles with mean and std.
 
 The network is supplied by the domain (any ``nn.Module`` mapping a batch to ``(B, C)`` logits or
-``(B,)`` regression outputs); this module only knows how to fit and combine such networks.
+``(B,)`` regression outputs); this module only knows how to fit and combine such networks, and
+what they predict (:class:`Classes` of a label column or standardised :class:`Regression`
+columns) with its held-out figures.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.stats import mannwhitneyu
 from torch import Tensor, nn
 
 from rewarddiff.io import load_tensors, save_tensors
@@ -143,3 +148,103 @@ class RewardEnsemble(nn.Module):
         model.load_state_dict(tensors)
         model.config = config
         return model.eval()
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` (n,) for binary ``labels`` (n,) in {0, 1}:
+    the Mann–Whitney U of the positives over n₊·n₋ (ties count one half)."""
+    positive, negative = scores[labels == 1], scores[labels == 0]
+    u = mannwhitneyu(positive, negative, alternative="two-sided").statistic
+    return float(u / (len(positive) * len(negative)))
+
+
+# ----- what a reward model is trained to predict -------------------------------------------------
+@dataclass
+class Classes:
+    """Classifier targets: the labels' ``column`` as an index into ``classes`` (the outputs,
+    in order). Ensembles are temperature-scaled on validation; the held-out figures are
+    accuracy (overall, per class) and, for two classes, the AUROC of P(class 1)."""
+
+    classes: list[str]
+    column: str
+    task: ClassVar[str] = "classification"
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.classes)
+
+    def of_half(self, labels: Any, rows: Tensor) -> Classes:
+        """The targets of one copy, trained on ``rows`` (bool (n,)) of ``labels``."""
+        return self
+
+    def y(self, labels: Any) -> Tensor:
+        return torch.tensor([self.classes.index(c) for c in labels[self.column]])
+
+    def ensemble(self, heads: list[nn.Module], x_valid: Tensor, y_valid: Tensor) -> RewardEnsemble:
+        logits = torch.stack([predict_batched(h, x_valid) for h in heads]).mean(0)
+        return RewardEnsemble(heads, self.task, fit_temperature(logits, y_valid))
+
+    def held_out(self, ensemble: RewardEnsemble, x_test: Tensor, labels: Any) -> dict:
+        probs, _ = ensemble.predict(x_test)
+        pred, truth = probs.argmax(-1), self.y(labels)
+        out = {
+            "accuracy": (pred == truth).float().mean().item(),
+            "per_class_accuracy": {
+                c: (pred[truth == k] == k).float().mean().item() for k, c in enumerate(self.classes)
+            },
+            "temperature": ensemble.temperature,
+        }
+        if len(self.classes) == 2:  # P(class 1) ranks the test set: Mann–Whitney AUROC
+            out["auroc"] = auroc(probs[:, 1].numpy(), truth.numpy())
+        return out
+
+    def config(self) -> dict:
+        return {"classes": self.classes}
+
+
+@dataclass
+class Regression:
+    """Regression targets: the labels' ``columns`` (one output each; a plain (n,) output for
+    one), standardised by the ``mean`` and ``std`` of the rows a copy trains on. The held-out
+    figure is the MAE per column in its ``units``."""
+
+    columns: list[str]
+    units: dict[str, str]
+    mean: Tensor | None = None
+    std: Tensor | None = None
+    task: ClassVar[str] = "regression"
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.columns)
+
+    def values(self, labels: Any) -> Tensor:
+        """(n, columns) float32, or (n,) for one column."""
+        values = torch.tensor(np.stack([labels[c] for c in self.columns], -1), dtype=torch.float32)
+        return values[:, 0] if len(self.columns) == 1 else values
+
+    def of_half(self, labels: Any, rows: Tensor) -> Regression:
+        values = self.values(labels)[rows]
+        return replace(self, mean=values.mean(0), std=values.std(0))
+
+    def y(self, labels: Any) -> Tensor:
+        return (self.values(labels) - self.mean) / self.std
+
+    def ensemble(self, heads: list[nn.Module], x_valid: Tensor, y_valid: Tensor) -> RewardEnsemble:
+        return RewardEnsemble(heads, self.task)
+
+    def held_out(self, ensemble: RewardEnsemble, x_test: Tensor, labels: Any) -> dict:
+        pred, _ = ensemble.predict(x_test, batch_size=256)
+        mae = ((pred * self.std + self.mean) - self.values(labels)).abs().mean(0).reshape(-1)
+        return {
+            "targets": self.columns,
+            "units": self.units,
+            "test_mae": dict(zip(self.columns, mae.tolist())),
+        }
+
+    def config(self) -> dict:
+        return {
+            "targets": self.columns,
+            "mean": self.mean.reshape(-1).tolist(),
+            "std": self.std.reshape(-1).tolist(),
+        }

@@ -6,11 +6,11 @@ import shlex
 
 from rewarddiff.config import exit_on_user_error
 from rewarddiff.domain import BUILTIN_SUFFIX, design_suffix
+from rewarddiff.finetune import METHODS
 from rewarddiff.sheet import campaign_runs as sheet_runs, read_sheet
 
 RESULTS = config.get("results_dir", "results")
 LOGS = f"{RESULTS}/logs"
-DESIGN_EXT = "|".join(s.lstrip(".") for s in sorted(set(BUILTIN_SUFFIX.values())))
 
 
 wildcard_constraints:
@@ -29,6 +29,10 @@ CAMPAIGNS = exit_on_user_error(
     deep=workflow.is_main_process,
     domains=config["domains"],
 )
+# design-file suffixes (the sample rule's): the built-in domains' and those of the sheet's
+# domains, which a package may register with a suffix of its own
+DESIGN_EXT = "|".join(re.escape(s.lstrip(".")) for s in sorted(
+    set(BUILTIN_SUFFIX.values()) | {design_suffix(d) for d in CAMPAIGNS["domain"]}))
 
 
 def as_json(obj):
@@ -43,6 +47,18 @@ def domain_cfg(domain, section):
 def campaign_row(campaign, method):
     rows = CAMPAIGNS[(CAMPAIGNS["campaign"] == campaign) & (CAMPAIGNS["method"] == method)]
     return rows.iloc[0]
+
+
+def method_params(domain, campaign, method):
+    """The config's settings of ``method`` for the domain, with the campaign row's budget (and
+    n_samples, for methods whose settings take it)."""
+    settings = domain_cfg(domain, "finetune").get(method, {})
+    return settings | METHODS[method].sheet_settings(campaign_row(campaign, method))
+
+
+def makes_selection(method):
+    """Whether ``method`` makes its designs while fine-tuning (``selected.<ext>``)."""
+    return method in METHODS and METHODS[method].produces == "selection"
 
 
 def objective_of(campaign):

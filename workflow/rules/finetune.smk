@@ -10,12 +10,7 @@ rule finetune:
         method="(?!pretrained)[a-z_]+",
         seed=r"\d+",
     params:
-        method=lambda w: as_json(
-            {**domain_cfg(w.domain, "finetune").get(w.method, {}),
-             "oracle_budget": int(campaign_row(w.campaign, w.method)["oracle_budget"])}
-            | ({"n_samples": int(campaign_row(w.campaign, w.method)["n_samples"])}
-               if w.method in ("best_of_n", "guidance") else {})
-        ),
+        method=lambda w: as_json(method_params(w.domain, w.campaign, w.method)),
         objective=lambda w: as_json(objective_of(w.campaign)),
         data=lambda w: f"{w.results}/{w.domain}/data",
         out=lambda w: f"{w.results}/{w.domain}/campaigns/{w.campaign}/{w.method}/seed{w.seed}",

@@ -10,7 +10,7 @@ def n_samples(w):
 
 
 rule sample:
-    """Designs from a fine-tuned model (best_of_n, guidance: made while fine-tuning)."""
+    """Designs from a fine-tuned model (selection methods: made while fine-tuning)."""
     input:
         model=sample_model,
     output:
@@ -20,11 +20,11 @@ rule sample:
         ext=DESIGN_EXT,
     params:
         n=n_samples,
-        # designs made during fine-tuning (best_of_n's selection, guidance's guided samples):
-        # the option and its path, shell-quoted here (the option is absent for other methods)
+        # designs made during fine-tuning (a selection method's): the option and its path,
+        # shell-quoted here (the option is absent for other methods)
         selected=lambda w, input: (
             shlex.join(["--selected", f"{os.path.dirname(input.model)}/selected.{w.ext}"])
-            if w.method in ("best_of_n", "guidance") else ""
+            if makes_selection(w.method) else ""
         ),
         # distinct seeds for baseline sampling and fine-tuned sampling
         seed=lambda w: 1000 + int(w.seed),

@@ -205,18 +205,17 @@ class MoleculeDomain(Domain):
         edm = metrics.edm_metrics(self.to_designs(x))
         return {k: edm[k] for k in ("atom_stability", "molecule_stability", "validity")}
 
-    def render_designs(self, runs: list[tuple[str, Path]], path: Path, per_run: int = 6) -> bool:
-        """PNG grid of 2D depictions: one row per (label, run directory) with its ``per_run``
-        best valid designs by ``reward_eval`` (from ``designs.sdf`` + ``scores.csv``)."""
-        import pandas as pd
+    def render_designs(
+        self, runs: list[tuple[str, list, np.ndarray]], path: Path, per_run: int = 6
+    ) -> bool:
+        """PNG grid of 2D depictions: one row per (label, designs, their ``reward_eval``) with
+        its ``per_run`` best valid designs."""
         from rdkit import Chem, rdBase
         from rdkit.Chem import Draw
 
         quiet = rdBase.BlockLogs()  # noqa: F841  (RDKit warns about lone H atoms in fragments)
         mols, legends = [], []
-        for label, run_dir in runs:
-            designs = read_molecules(run_dir / "designs.sdf")
-            scores = pd.read_csv(run_dir / "scores.csv")["reward_eval"].to_numpy()
+        for label, designs, scores in runs:
             row = []
             for i in best_first(scores):
                 rd = perceive(designs[i])

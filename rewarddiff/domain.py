@@ -198,9 +198,9 @@ class Domain(ABC):
         (frequencies from ``data_dir``'s training split; ``spec``: rebuild a saved one)."""
 
     # ----- report ------------------------------------------------------------------------------
-    def render_designs(self, runs: list[tuple[str, Path]], path: Path) -> bool:
-        """Draw the best designs of each (label, run folder) as a PNG at ``path``; whether it
-        drew (default: no picture)."""
+    def render_designs(self, runs: list[tuple[str, Any, np.ndarray]], path: Path) -> bool:
+        """Draw the best designs of each (label, designs, their ``reward_eval`` scores) as a
+        PNG at ``path``; whether it drew (default: no picture)."""
         return False
 
     # ===== the stages ==========================================================================

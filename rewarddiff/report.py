@@ -9,9 +9,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from rewarddiff import UserError  # noqa: E402
+from rewarddiff import layout  # noqa: E402
 from rewarddiff.domain import get_domain  # noqa: E402
 from rewarddiff.finetune import METHODS  # noqa: E402
 from rewarddiff.io import Manifest, atomic_path, write_text  # noqa: E402
@@ -40,26 +41,20 @@ BUDGET_COLUMNS = {"oracle_calls": "", "finetune_wall_s": ""}
 BEST_PER_CAMPAIGN = 3  # designs per campaign in the summary's best-designs table
 
 
-def parse_run(path: Path) -> dict:
-    """``.../<domain>/campaigns/<campaign>/<method>/seed<s>/metrics.json`` → identifiers."""
-    parts = Path(path).parts
-    if len(parts) < 6 or parts[-5] != "campaigns" or not parts[-2].startswith("seed"):
-        raise UserError(
-            f"{path}: not a campaign metrics path "
-            f"(<domain>/campaigns/<campaign>/<method>/seed<s>/metrics.json)"
-        )
-    return {
-        "domain": parts[-6],
-        "campaign": parts[-4],
-        "method": parts[-3],
-        "seed": int(parts[-2][4:]),
-    }
+def run_designs(domain: str, runs: pd.DataFrame) -> list[tuple[str, object, np.ndarray]]:
+    """(method, designs, their ``reward_eval``) of each run, for the domain's renders."""
+    dom = get_domain(domain)
+    return [
+        (r.method, dom.read_designs(Path(r.run_dir) / f"designs{dom.design_suffix}"),
+         pd.read_csv(Path(r.run_dir) / "scores.csv")["reward_eval"].to_numpy())
+        for r in runs.itertuples()
+    ]  # fmt: skip
 
 
 def load_runs(metrics_paths: list[Path]) -> pd.DataFrame:
     rows = []
     for path in metrics_paths:
-        row = parse_run(path) | json.loads(Path(path).read_text())
+        row = layout.parse_run_file(path) | json.loads(Path(path).read_text())
         log = Path(path).parent / "train_log.csv"
         manifest = Path(path).parent / "manifest.json"
         if log.exists():
@@ -154,7 +149,7 @@ def plot_reward_vs_distance(runs: pd.DataFrame, path: Path) -> None:
 def plot_training_curves(runs: pd.DataFrame, results_dir: Path, path: Path) -> None:
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4))
     for domain in runs["domain"].unique():
-        log = results_dir / domain / "pretrained" / "train_log.csv"
+        log = layout.pretrained_dir(results_dir, domain) / "train_log.csv"
         if log.exists():
             curve = pd.read_csv(log)
             ax0.plot(curve["step"], curve["loss"].rolling(5, min_periods=1).mean(), label=domain)
@@ -220,7 +215,7 @@ def reward_model_section(results_dir: Path, domains) -> str:
     lines = []
     for domain in domains:
         for copy in ("ft", "eval"):
-            path = results_dir / domain / "rewards" / copy / "metrics.json"
+            path = layout.reward_dir(results_dir, domain, copy) / "metrics.json"
             if not path.exists():
                 continue
             m = json.loads(path.read_text())
@@ -237,7 +232,7 @@ def reward_model_section(results_dir: Path, domains) -> str:
                 f"- {domain} `{copy}` copy: {score} on {m['n_test']} test examples "
                 f"(trained on {m['n_train']})"
             )
-        manifest = results_dir / domain / "pretrained" / "manifest.json"
+        manifest = layout.pretrained_dir(results_dir, domain) / "manifest.json"
         if manifest.exists():
             m = json.loads(manifest.read_text())
             res = m.get("results", {})
@@ -354,10 +349,11 @@ def build_report(results_dir: Path, metrics_paths: list[Path], out_dir: Path) ->
             if plot_extrapolation(runs_of, plots / f"{stem}_{method}_sweep.png"):
                 pictures.append(f"![{method}: reward and likelihood vs target]"
                                 f"(plots/{stem}_{method}_sweep.png)")  # fmt: skip
-        first_seed = group[group["seed"] == group["seed"].min()]
-        runs_dirs = [(r.method, Path(r.run_dir)) for r in first_seed.itertuples()]
-        # molecule grids, sequence logos, point clouds
-        if get_domain(domain).render_designs(runs_dirs, plots / f"{stem}_designs.png"):
+        # molecule grids, sequence logos, point clouds of the first seed's runs
+        if get_domain(domain).render_designs(
+            run_designs(domain, group[group["seed"] == group["seed"].min()]),
+            plots / f"{stem}_designs.png",
+        ):
             pictures.append(f"![top designs per method](plots/{stem}_designs.png)")
         settings = campaign_settings(group)
         sections += [

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from rewarddiff import UserError
+from rewarddiff import UserError, layout
 from rewarddiff.config import dataclass_from, load_schema
+from rewarddiff.domain import COPIES
 from rewarddiff.finetune import METHODS
 
 ENABLED = {"true", "yes", "1"}
@@ -200,7 +201,7 @@ def campaign_runs(sheet: pd.DataFrame) -> list[tuple[str, str, str, int]]:
             runs.append((row["domain"], row["campaign"], row["method"], seed))
     for (domain, campaign), rows in sheet.groupby(["domain", "campaign"], sort=False):
         for seed in range(int(rows["seeds"].astype(int).max())):
-            runs.append((domain, campaign, "pretrained", seed))
+            runs.append((domain, campaign, layout.BASELINE, seed))
     return runs
 
 
@@ -209,13 +210,15 @@ def plan(sheet: pd.DataFrame, results: str = "results") -> pd.DataFrame:
     seed and the directory it writes (shared stages once per domain)."""
     jobs = []
     for domain in dict.fromkeys(sheet["domain"]):
-        jobs += [("prepare_data", domain, "", "", "", f"{results}/{domain}/data")]
-        jobs += [("train_reward", domain, "", role, "", f"{results}/{domain}/rewards/{role}")
-                 for role in ("ft", "eval")]  # fmt: skip
-        jobs += [("pretrain", domain, "", "", "", f"{results}/{domain}/pretrained")]
+        jobs += [("prepare_data", domain, "", "", "", str(layout.data_dir(results, domain)))]
+        for copy in COPIES:
+            folder = str(layout.reward_dir(results, domain, copy))
+            jobs += [("train_reward", domain, "", copy, "", folder)]
+        jobs += [("pretrain", domain, "", "", "", str(layout.pretrained_dir(results, domain)))]
     for domain, campaign, method, seed in campaign_runs(sheet):
-        out = f"{results}/{domain}/campaigns/{campaign}/{method}/seed{seed}"
-        stages = ("sample", "score") if method == "pretrained" else ("finetune", "sample", "score")
+        out = str(layout.run_dir(results, domain, campaign, method, seed))
+        baseline = method == layout.BASELINE
+        stages = ("sample", "score") if baseline else ("finetune", "sample", "score")
         jobs += [(stage, domain, campaign, method, seed, out) for stage in stages]
-    jobs.append(("report", "", "", "", "", f"{results}/report"))
+    jobs.append(("report", "", "", "", "", str(layout.report_dir(results))))
     return pd.DataFrame(jobs, columns=["stage", "domain", "campaign", "method", "seed", "output"])

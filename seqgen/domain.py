@@ -159,11 +159,12 @@ class SequenceDomain(Domain):
         return metrics.mean_pairwise_hamming(tokens.numpy())
 
     def render_designs(
-        self, runs: list[tuple[str, Path]], path: Path, per_run: int = 32, positions: int = 60
-    ) -> bool:
-        """PNG of sequence logos for the report: one row per (label, run directory), the
-        information content (bits) per position of its ``per_run`` best designs by
-        ``reward_eval``, over the first ``positions`` positions (shorter peptides end early)."""
+        self, runs: list[tuple[str, list, np.ndarray]], path: Path, per_run: int = 32,
+        positions: int = 60,
+    ) -> bool:  # fmt: skip
+        """PNG of sequence logos for the report: one row per (label, designs, their
+        ``reward_eval``), the information content (bits) per position of its ``per_run`` best
+        designs, over the first ``positions`` positions (shorter peptides end early)."""
         import logomaker
         from matplotlib.figure import Figure
 
@@ -171,9 +172,7 @@ class SequenceDomain(Domain):
 
         width = min(positions, self.length)
         figure = Figure(figsize=(1.0 + 0.16 * width, 1.5 * len(runs)))
-        for row, (label, run_dir) in enumerate(runs):
-            designs = self.read_designs(Path(run_dir) / f"designs{self.design_suffix}")
-            scores = pd.read_csv(Path(run_dir) / "scores.csv")["reward_eval"].to_numpy()
+        for row, (label, designs, scores) in enumerate(runs):
             best = best_first(scores)[:per_run]
             counts = pd.DataFrame(0.0, index=range(width), columns=list(self.alphabet))
             for i in best:  # letter counts per position (shorter designs end early)

@@ -274,14 +274,13 @@ class ShapeDomain(Domain):
         """PNG grid of the designs (n, N, 3) (fixed view, y up)."""
         return render_grid(designs, path, titles)
 
-    def render_designs(self, runs: list[tuple[str, Path]], path: Path, per_run: int = 4) -> bool:
-        """PNG grid for the report: one row per (label, run directory), its ``per_run`` best
-        designs by ``reward_eval`` (from ``designs.npz`` + ``scores.csv``), each from two fixed
-        views (front-left and side)."""
+    def render_designs(
+        self, runs: list[tuple[str, np.ndarray, np.ndarray]], path: Path, per_run: int = 4
+    ) -> bool:
+        """PNG grid for the report: one row per (label, point sets, their ``reward_eval``), its
+        ``per_run`` best designs, each from two fixed views (front-left and side)."""
         panels, titles = [], []
-        for label, run_dir in runs:
-            designs = self.read_designs(Path(run_dir) / f"designs{self.design_suffix}")
-            scores = pd.read_csv(Path(run_dir) / "scores.csv")["reward_eval"].to_numpy()
+        for label, designs, scores in runs:
             best = best_first(scores)[:per_run]
             empty = per_run - len(best)  # NaN panels stay blank
             panels += [designs[best], np.full((empty, *designs.shape[1:]), np.nan, np.float32)]

@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from rewarddiff.report import best_designs, campaign_settings, method_table, table_columns
+from rewarddiff.report import (
+    best_designs,
+    campaign_settings,
+    method_table,
+    run_designs,
+    table_columns,
+)
 from seqgen.dna import DNA
 from seqgen.protein import PROTEIN
 
@@ -57,9 +63,9 @@ def test_sequence_logos_render_one_row_per_run(tmp_path):
     dna = [fake_run(tmp_path, "dna", m, 0, ["".join(rng.choice(list("ACGT"), 200))
                                              for _ in range(8)], rng.normal(size=8))
            for m in ("pretrained", "rgdm")]  # fmt: skip
-    DNA.render_designs([(r["method"], tmp_path / r["run_dir"]) for r in dna], tmp_path / "d.png")
+    DNA.render_designs(run_designs("dna", pd.DataFrame(dna)), tmp_path / "d.png")
     peptides = ["GIGKFLHSAKKFGKAFVGEIMNS", "KLAKLAKKLAKLAK", ""]  # an empty design is allowed
     pep = fake_run(tmp_path, "protein", "rgdm", 0, peptides, [1.0, 2.0, np.nan])
-    PROTEIN.render_designs([("rgdm", tmp_path / pep["run_dir"])], tmp_path / "p.png")
+    PROTEIN.render_designs(run_designs("protein", pd.DataFrame([pep])), tmp_path / "p.png")
     (w, h), (_, h1) = Image.open(tmp_path / "d.png").size, Image.open(tmp_path / "p.png").size
     assert w > 500 and h > h1  # 60 positions wide; two rows against one

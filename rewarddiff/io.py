@@ -121,6 +121,27 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, meta
 
 
+def matching_checkpoint(path: str | Path, settings: dict):
+    """The scratch checkpoint at ``path`` as ``(tensors, meta)`` if it was written for
+    ``settings`` (its ``meta["settings"]``); otherwise None — silently when there is none,
+    after one line saying why when it is unreadable or was written for other settings."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        checkpoint = load_tensors(path)
+    except UserError as err:  # truncated or foreign file: it holds no progress to keep
+        print(f"{path}: unreadable ({type(err).__name__}); starting afresh", flush=True)
+        return None
+    saved = checkpoint[1].get("settings")
+    if saved != settings:
+        changed = ", ".join(settings_diff(saved or {}, settings)) or "format"
+        print(f"{path}: written for other inputs or settings ({changed}); starting afresh",
+              flush=True)  # fmt: skip
+        return None
+    return checkpoint
+
+
 def save_model(path: str | Path, model: torch.nn.Module, config: dict) -> None:
     """Model weights as safetensors plus the JSON config that rebuilds the network."""
     save_tensors(path, model.state_dict(), config)

@@ -23,9 +23,8 @@ from tqdm import tqdm
 from rewarddiff.io import (
     atomic_path,
     flatten_state,
-    load_tensors,
+    matching_checkpoint,
     save_tensors,
-    settings_diff,
     unflatten_state,
 )
 
@@ -187,20 +186,8 @@ def train(
 def _resumable(ckpt_path: Path, settings: dict, steps: int):
     """The checkpoint at ``ckpt_path`` as ``(tensors, meta)`` if it may be resumed for
     ``settings`` and ``steps``; otherwise None, after one line saying why."""
-    if not ckpt_path.exists():
-        return None
-    try:
-        checkpoint = load_tensors(ckpt_path)
-    except Exception as err:  # truncated or foreign file: it holds no progress to keep
-        print(f"{ckpt_path}: unreadable ({type(err).__name__}); starting afresh", flush=True)
-        return None
-    saved = checkpoint[1].get("settings")
-    if saved != settings:
-        changed = ", ".join(settings_diff(saved or {}, settings)) or "format"
-        print(f"{ckpt_path}: written for other inputs or settings ({changed}); "
-              "starting afresh", flush=True)  # fmt: skip
-        return None
-    if int(checkpoint[1]["step"]) > steps:
+    checkpoint = matching_checkpoint(ckpt_path, settings)
+    if checkpoint is not None and int(checkpoint[1]["step"]) > steps:
         print(f"{ckpt_path}: already past steps={steps} (step {checkpoint[1]['step']}); "
               "starting afresh", flush=True)  # fmt: skip
         return None

@@ -13,7 +13,7 @@ import torch
 from rewarddiff import UserError
 from rewarddiff.oracles.base import FunctionOracle, OracleInfo
 from rewarddiff.oracles.learned import RewardEnsemble
-from rewarddiff.oracles.registry import no_argument, register_oracle
+from rewarddiff.oracles.registry import check_label, label_check, no_argument, register_oracle
 from seqgen import motifs
 from seqgen.data import CELL_TYPES, encode
 from seqgen.model import CNNConfig, SequenceClassifier
@@ -81,14 +81,6 @@ def load_classifier(path: str) -> RewardEnsemble:
     return RewardEnsemble.load(path, lambda c: SequenceClassifier(CNNConfig(**c["network"])))
 
 
-def check_class(kind: str, argument: str | None, classes) -> None:
-    """UserError unless ``argument`` is one of ``classes`` (the label a classifier oracle
-    scores)."""
-    if argument not in classes:
-        problem = f"unknown class {argument!r}" if argument else "needs a class"
-        raise UserError(f"oracle {kind}: {problem} (known: {', '.join(classes)})")
-
-
 def cell_types(config: dict) -> tuple[str, ...] | None:
     """The classes a cell-type classifier trained on the domain's ``data`` knows: the four
     ENCODE cell types for the default source, the labels file's for a user FASTA (None while
@@ -103,17 +95,6 @@ def cell_types(config: dict) -> tuple[str, ...] | None:
     return tuple(sorted(labels, key=lambda c: (c not in CELL_TYPES, c)))
 
 
-def check_cell_type(kind: str):
-    """The check of a cell-type oracle (``kind:<cell type>``) against the config's data."""
-
-    def check(argument: str | None, config: dict) -> None:
-        classes = cell_types(config)
-        if classes is not None:
-            check_class(kind, argument, classes)
-
-    return check
-
-
 def classifier_oracle(
     domain: str, kind: str, argument, reward_model, log_odds: bool, encode_fn
 ) -> FunctionOracle:
@@ -126,7 +107,7 @@ def classifier_oracle(
         raise UserError(f"{reward_model}: reward model not found (oracle {kind})")
     model = load_classifier(str(reward_model))
     classes = model.config["classes"]
-    check_class(kind, argument, classes)
+    check_label(kind, argument, classes)
     k = classes.index(argument)
 
     def from_probs(p: torch.Tensor) -> torch.Tensor:
@@ -161,7 +142,7 @@ def classifier_oracle(
         True,
         "P(cell type | x) from the cell-type classifier ensemble",
     ),
-    check=check_cell_type("celltype_prob"),
+    check=label_check("celltype_prob", cell_types),
 )
 def celltype_prob(argument=None, reward_model=None, **context):
     return classifier_oracle(DOMAIN, "celltype_prob", argument, reward_model, False, _dna)
@@ -179,7 +160,7 @@ def celltype_prob(argument=None, reward_model=None, **context):
         True,
         "log P(cell) − log(1 − P(cell)): cell-type specificity as a log-odds",
     ),
-    check=check_cell_type("celltype_logodds"),
+    check=label_check("celltype_logodds", cell_types),
 )
 def celltype_logodds(argument=None, reward_model=None, **context):
     return classifier_oracle(DOMAIN, "celltype_logodds", argument, reward_model, True, _dna)

@@ -21,9 +21,9 @@ from Bio.SeqUtils.ProtParamData import DIWV, gravy_scales
 
 from rewarddiff import UserError
 from rewarddiff.oracles.base import FunctionOracle, OracleInfo
-from rewarddiff.oracles.registry import no_argument, register_oracle
+from rewarddiff.oracles.registry import check_label, no_argument, register_oracle
 from rewarddiff.oracles.transforms import target_window
-from seqgen.oracles import check_class, classifier_oracle
+from seqgen.oracles import classifier_oracle
 from seqgen.peptides import AMINO_ACIDS, encode
 
 DOMAIN = "protein"
@@ -335,7 +335,7 @@ def check_amp_class(kind: str):
     def check(argument: str | None, config: dict) -> None:
         from seqgen.protein import CLASSES
 
-        check_class(kind, argument or "amp", CLASSES)
+        check_label(kind, argument or "amp", CLASSES)
 
     return check
 

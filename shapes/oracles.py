@@ -41,7 +41,7 @@ from torch import Tensor
 from rewarddiff import UserError
 from rewarddiff.oracles import learned
 from rewarddiff.oracles.base import FunctionOracle, OracleInfo
-from rewarddiff.oracles.registry import no_argument, register_oracle
+from rewarddiff.oracles.registry import check_label, label_check, no_argument, register_oracle
 from shapes.data import Normalization
 from shapes.model import PointClassifier, PointClassifierConfig
 
@@ -365,13 +365,6 @@ def seat_height_oracle(argument=None, **context):
 
 
 # ----- the family classifier's classes (its oracles live in shapes.domain) ----------------------
-def check_family_name(kind: str, argument: str | None, families) -> None:
-    """UserError unless ``kind:<family>`` names one of ``families``."""
-    if argument not in families:
-        problem = f"unknown family {argument!r}" if argument else "needs a family"
-        raise UserError(f"oracle {kind}: {problem} (known: {', '.join(families)})")
-
-
 def data_families(config: dict) -> list[str] | None:
     """The families a classifier trained on the domain's ``data`` knows: the procedural
     ``families``, the PC15k synsets' names, a mesh folder's sub-folders (``shape`` for meshes
@@ -392,17 +385,6 @@ def data_families(config: dict) -> list[str] | None:
         return None
     files = [p for p in root.rglob("*") if p.suffix.lower() in MESH_SUFFIXES]
     return sorted({p.parent.name if p.parent != root else "shape" for p in files})
-
-
-def check_family(kind: str):
-    """The check of a family-classifier oracle (``kind:<family>``) against the config's data."""
-
-    def check(argument: str | None, config: dict) -> None:
-        families = data_families(config)
-        if families is not None:
-            check_family_name(kind, argument, families)
-
-    return check
 
 
 # ----- the family classifier on world units, and its oracles -------------------------------
@@ -467,7 +449,7 @@ def _family_oracle(kind: str, argument, reward_model) -> FunctionOracle:
     if reward_model is None:
         raise UserError(f"oracle {kind} needs a reward model (--reward-model PATH)")
     classifier = load_family_classifier(str(reward_model))
-    check_family_name(kind, argument, classifier.classes)
+    check_label(kind, argument, classifier.classes, "family")
     k = classifier.classes.index(argument)
 
     def of_probs(p: Tensor) -> Tensor:
@@ -486,13 +468,21 @@ def _family_oracle(kind: str, argument, reward_model) -> FunctionOracle:
     )
 
 
-@register_oracle(DOMAIN, "family_prob", FAMILY_INFOS["family_prob"], check_family("family_prob"))
+@register_oracle(
+    DOMAIN,
+    "family_prob",
+    FAMILY_INFOS["family_prob"],
+    label_check("family_prob", data_families, "family"),
+)
 def family_prob(argument=None, reward_model=None, **context):
     return _family_oracle("family_prob", argument, reward_model)
 
 
 @register_oracle(
-    DOMAIN, "family_logodds", FAMILY_INFOS["family_logodds"], check_family("family_logodds")
+    DOMAIN,
+    "family_logodds",
+    FAMILY_INFOS["family_logodds"],
+    label_check("family_logodds", data_families, "family"),
 )
 def family_logodds(argument=None, reward_model=None, **context):
     return _family_oracle("family_logodds", argument, reward_model)

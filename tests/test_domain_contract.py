@@ -78,7 +78,13 @@ def trained(request, tmp_path_factory):
     for file, text in case.files.items():
         (tmp / file).write_text(text)
     params = {k: v.format(tmp=tmp) if isinstance(v, str) else v for k, v in case.data.items()}
-    dom.prepare(params, tmp / "data")
+    return train_domain(dom, case, params, tmp)
+
+
+def train_domain(dom, case, data_params: dict, tmp):
+    """Prepare ``dom``'s data into ``tmp``, train its ft/eval reward copies (recording the
+    training designs each copy's fit saw) and pretrain: (dom, case, tmp, {copy: designs})."""
+    dom.prepare(data_params, tmp / "data")
     seen, fit = [], learned.fit
 
     def recording_fit(net, x, *args, **kwargs):  # the designs each copy is fitted on

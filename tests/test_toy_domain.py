@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 import yaml
 
 # the contract's checks, collected here again over the toy domain's ``trained`` fixture
@@ -26,12 +25,12 @@ from test_domain_contract import (  # noqa: F401
     test_generator_samples_round_trip_through_a_saved_generator,
     test_reward_copies_train_on_disjoint_halves_that_cover_train,
     test_score_gives_one_column_per_oracle,
+    train_domain,
 )
 
 from rewarddiff import UserError
 from rewarddiff.domain import COPIES, Domain, get_domain
 from rewarddiff.finetune import METHODS
-from rewarddiff.oracles import learned
 from rewarddiff.oracles.registry import check_oracle
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,21 +58,7 @@ def toy_on_path():
 @pytest.fixture(scope="module")
 def trained(toy_on_path, tmp_path_factory):
     """As ``test_domain_contract.trained``, for the toy domain."""
-    dom, tmp = get_domain("toy"), tmp_path_factory.mktemp("toy")
-    dom.prepare(CASE.data, tmp / "data")
-    seen, fit = [], learned.fit
-
-    def recording_fit(net, x, *args, **kwargs):  # the designs each copy is fitted on
-        seen.append(x)
-        return fit(net, x, *args, **kwargs)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(learned, "fit", recording_fit)
-        torch.manual_seed(0)
-        dom.train_reward(CASE.reward, tmp / "data", tmp / "rewards")
-    torch.manual_seed(0)
-    dom.pretrain(CASE.pretrain, tmp / "data", tmp / "pretrained")
-    return dom, CASE, tmp, dict(zip(COPIES, seen))
+    return train_domain(get_domain("toy"), CASE, CASE.data, tmp_path_factory.mktemp("toy"))
 
 
 def test_the_entry_point_registers_a_domain():

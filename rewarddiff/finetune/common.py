@@ -21,9 +21,8 @@ from rewarddiff.generator import Generator
 from rewarddiff.io import (
     atomic_path,
     flatten_state,
-    load_tensors,
+    matching_checkpoint,
     save_tensors,
-    settings_diff,
     unflatten_state,
 )
 from rewarddiff.oracles.base import best_first, summarize_scores
@@ -161,7 +160,7 @@ class FinetuneTask:
         tensors, skeleton = flatten_state("state", state)
         meta = {
             "done": done,
-            "run": self.run_settings(cfg),
+            "settings": self.run_settings(cfg),
             "state": skeleton,
             "generator_config": self.generator.config,
             "oracle_calls": self.reward.calls,
@@ -174,18 +173,10 @@ class FinetuneTask:
         """Restore what :meth:`checkpoint` saved for the same method settings and seed; returns
         (rounds done, method state). Without a matching checkpoint: (0, ``state``)."""
         path = self.checkpoint_path
-        if path is None or not path.exists():
+        checkpoint = None if path is None else matching_checkpoint(path, self.run_settings(cfg))
+        if checkpoint is None:
             return 0, state
-        try:
-            tensors, meta = load_tensors(path)
-        except UserError as err:  # truncated or foreign: it holds no progress to keep
-            print(f"{err}; starting afresh", flush=True)
-            return 0, state
-        if meta.get("run") != self.run_settings(cfg):
-            changed = ", ".join(settings_diff(meta.get("run") or {}, self.run_settings(cfg)))
-            print(f"{path}: written for other inputs or settings ({changed or 'format'}); "
-                  "starting afresh", flush=True)  # fmt: skip
-            return 0, state
+        tensors, meta = checkpoint
         saved = unflatten_state(meta["state"], tensors)
         self.generator.net.load_state_dict(saved["net"])
         self.generator.load_config(meta["generator_config"])

@@ -45,6 +45,28 @@ def no_argument(name: str) -> Callable[[str | None, dict | None], None]:
     return check
 
 
+def check_label(kind: str, argument: str | None, labels, noun: str = "class") -> None:
+    """UserError unless ``argument`` is one of ``labels`` (the label ``kind:<label>``, a
+    classifier oracle, scores); ``noun`` says what a label is (class, family, ...)."""
+    if argument not in labels:
+        problem = f"unknown {noun} {argument!r}" if argument else f"needs a {noun}"
+        raise UserError(f"oracle {kind}: {problem} (known: {', '.join(labels)})")
+
+
+def label_check(
+    kind: str, labels_of: Callable[[dict], object], noun: str = "class"
+) -> Callable[[str | None, dict], None]:
+    """The check of a classifier oracle ``kind:<label>`` against the labels ``labels_of(config)``
+    a classifier trained on the config's data knows (None: not known yet, nothing to check)."""
+
+    def check(argument: str | None, config: dict) -> None:
+        labels = labels_of(config)
+        if labels is not None:
+            check_label(kind, argument, labels, noun)
+
+    return check
+
+
 def _load_entry_points() -> None:
     """Entry points name a callable that registers oracles (e.g. ``pkg.oracles:register``)."""
     global _entry_points_loaded

@@ -18,11 +18,12 @@ import torch
 
 from molgen import metrics
 from molgen.data import read_qm9
-from molgen.generator import MoleculeGenerator
 from molgen.graph import to_dense
+from molgen.layout import MoleculeLayout
 from molgen.model import EGNNConfig, EGNNDenoiser
 from rewarddiff.diffusion.gaussian import GaussianDiffusion, polynomial_schedule
 from rewarddiff.domain import get_domain
+from rewarddiff.gaussian_generator import GaussianGenerator
 from rewarddiff.oracles.registry import make_oracle
 
 SIZES = {"demo (64×4)": (64, 4), "full (256×9, EDM)": (256, 9)}
@@ -37,8 +38,12 @@ def peak_memory_mb(device: str) -> float:
 def bench_generator(x, probs, hidden, layers, device, steps, sampling_steps, batch=64):
     torch.manual_seed(0)
     net = EGNNDenoiser(EGNNConfig(hidden=hidden, layers=layers)).to(device)
-    gen = MoleculeGenerator(
-        GaussianDiffusion(polynomial_schedule(1000)), net, probs, sampling_steps, sample_batch=batch
+    gen = GaussianGenerator(
+        GaussianDiffusion(polynomial_schedule(1000)),
+        net,
+        MoleculeLayout(net.cfg.atom_types, probs),
+        sampling_steps=sampling_steps,
+        sample_batch=batch,
     )
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
     if device == "cuda":

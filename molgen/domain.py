@@ -15,8 +15,8 @@ from torch import Tensor
 from molgen import conditions, data, metrics
 from molgen import oracles as _oracles  # noqa: F401  (registers the molecule oracles)
 from molgen.bonds import perceive
-from molgen.generator import MoleculeGenerator
 from molgen.graph import from_dense, to_dense
+from molgen.layout import MoleculeLayout
 from molgen.model import EGNNConfig, EGNNDenoiser
 from molgen.molecule import (
     EMBED_HINT,
@@ -32,6 +32,7 @@ from rewarddiff.conditioning import LabelCondition
 from rewarddiff.config import dataclass_from
 from rewarddiff.diffusion.gaussian import GaussianDiffusion, polynomial_schedule
 from rewarddiff.domain import BUILTIN_SUFFIX, Domain, elbo, register_domain
+from rewarddiff.gaussian_generator import GaussianGenerator
 from rewarddiff.io import atomic_path, read_json, write_json
 from rewarddiff.oracles import learned
 from rewarddiff.oracles.base import best_first
@@ -94,10 +95,11 @@ class MoleculeDomain(Domain):
         return read_json(Path(data_dir) / "dataset.json")["elements"]
 
     # ----- generator -----------------------------------------------------------------------
-    def build_generator(self, params: dict) -> MoleculeGenerator:
+    def build_generator(self, params: dict) -> GaussianGenerator:
         """EDM over molecules of at most ``len(num_atoms_probs) - 1`` atoms (sizes drawn from
         the histogram ``num_atoms_probs``): polynomial schedule of ``diffusion_steps``, DDPM or
-        DDIM (``sampler``) in ``sampling_steps``, the EGNN of ``network``."""
+        DDIM (``sampler``) in ``sampling_steps``, the EGNN of ``network`` predicting ε (EDM;
+        or v: ``prediction``)."""
         net_cfg = dataclass_from(EGNNConfig, params.get("network"), "pretrain.network")
         num_atoms_probs = torch.tensor(params["num_atoms_probs"], dtype=torch.float64)
         config = {
@@ -105,19 +107,20 @@ class MoleculeDomain(Domain):
             "diffusion_steps": params.get("diffusion_steps", 1000),
             "sampling_steps": params.get("sampling_steps", 1000),
             "sampler": params.get("sampler", "ddpm"),
+            "prediction": params.get("prediction", "epsilon"),
             "num_atoms_probs": num_atoms_probs.tolist(),
             "domain": self.name,
         }
-        if config["sampler"] not in ("ddpm", "ddim"):
-            raise UserError(f"pretrain: sampler must be ddpm or ddim, not {config['sampler']!r}")
-        return MoleculeGenerator(
+        return GaussianGenerator(
             GaussianDiffusion(polynomial_schedule(config["diffusion_steps"])),
             EGNNDenoiser(net_cfg),
-            num_atoms_probs,
-            config["sampling_steps"],
-            config["sampler"],
-            params.get("sample_batch", 256),
-            config,
+            MoleculeLayout(net_cfg.atom_types, num_atoms_probs),
+            sampling_steps=config["sampling_steps"],
+            sample_batch=params.get("sample_batch", 256),
+            config=config,
+            num_labels=net_cfg.num_labels,
+            sampler=config["sampler"],
+            prediction=config["prediction"],
         )
 
     def generator_settings(self, params: dict, data_dir: Path, x: torch.Tensor) -> dict:
@@ -127,7 +130,7 @@ class MoleculeDomain(Domain):
         probs = torch.bincount(sizes, minlength=x.shape[1] + 1).double()
         return params | {"network": network, "num_atoms_probs": (probs / probs.sum()).tolist()}
 
-    def pretrain_summary(self, gen: MoleculeGenerator, x_valid, params: dict) -> dict:
+    def pretrain_summary(self, gen: GaussianGenerator, x_valid, params: dict) -> dict:
         ll = elbo(gen, x_valid[: params.get("loglik_molecules", 256)])
         return {"valid_loglik_per_molecule": ll.mean().item(), "n_valid": len(ll)}
 
@@ -154,15 +157,19 @@ class MoleculeDomain(Domain):
     def to_designs(self, x: torch.Tensor) -> list[Molecule]:
         return from_dense(x)
 
-    def encode_designs(self, designs: list[Molecule], gen: MoleculeGenerator, params) -> Tensor:
+    def encode_designs(self, designs: list[Molecule], gen: GaussianGenerator, params) -> Tensor:
         """Dense (n', N_max, 4) of the designs ``gen`` can represent (size, elements)."""
         kept = [m for m in designs if self._fits(m, gen)]
-        return to_dense(kept, gen.max_atoms) if kept else torch.zeros(0, gen.max_atoms, 4)
+        return (
+            to_dense(kept, gen.layout.max_atoms)
+            if kept
+            else torch.zeros(0, gen.layout.max_atoms, 4)
+        )
 
     @staticmethod
-    def _fits(mol: Molecule, gen: MoleculeGenerator) -> bool:
+    def _fits(mol: Molecule, gen: GaussianGenerator) -> bool:
         types = set(gen.net.cfg.atom_types)
-        return len(mol) <= gen.max_atoms and set(mol.numbers.tolist()) <= types
+        return len(mol) <= gen.layout.max_atoms and set(mol.numbers.tolist()) <= types
 
     def read_designs(self, path: Path, embed: bool = False) -> list[Molecule]:
         """SDF or XYZ records; ``embed``: 2D SDF records are embedded in 3D (RDKit ETKDG +
@@ -248,7 +255,7 @@ class MoleculeDomain(Domain):
         out["mean_atoms"] = float(np.mean([len(m) for m in designs]))
         return out
 
-    def loglik_figures(self, ll: Tensor, gen: MoleculeGenerator, n: int) -> dict:
+    def loglik_figures(self, ll: Tensor, gen: GaussianGenerator, n: int) -> dict:
         """The base's, after the count of designs the model cannot represent (too large,
         unknown elements)."""
         return {"loglik_unrepresentable": n - len(ll)} | super().loglik_figures(ll, gen, n)

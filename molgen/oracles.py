@@ -30,6 +30,7 @@ import sys
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from dataclasses import replace
 from functools import lru_cache
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -205,14 +206,10 @@ _DESCRIPTORS = {
 
 
 def _register_descriptor(name: str, info: OracleInfo) -> None:
-    info = OracleInfo(
-        info.name,
-        info.domain,
-        info.direction,
-        info.units,
-        info.cost,
-        info.differentiable,
-        f"{info.description}, of the largest fragment of the perceived molecule; NaN if invalid",
+    info = replace(
+        info,
+        description=f"{info.description}, of the largest fragment of the perceived molecule; "
+        "NaN if invalid",
     )
 
     @register_oracle(DOMAIN, name, info, no_argument(name))
@@ -243,6 +240,16 @@ def _stability(designs, per_atom: bool) -> list[float]:
     return out
 
 
+STABILITY = OracleInfo(
+    "stability:molecule|atom",
+    DOMAIN,
+    "maximize",
+    "fraction",
+    description="EDM stability: molecule (1 if every atom has an allowed valence, else 0) "
+    "or atom (fraction of atoms with an allowed valence); NaN for an empty molecule",
+)
+
+
 def stability_argument(argument: str | None, config: dict | None = None) -> bool:
     """Whether ``stability:molecule|atom`` scores per atom."""
     if argument not in ("molecule", "atom"):
@@ -252,26 +259,12 @@ def stability_argument(argument: str | None, config: dict | None = None) -> bool
     return argument == "atom"
 
 
-@register_oracle(
-    DOMAIN,
-    "stability",
-    OracleInfo(
-        "stability:molecule|atom",
-        DOMAIN,
-        "maximize",
-        "fraction",
-        description="EDM stability: molecule (1 if every atom has an allowed valence, else 0) "
-        "or atom (fraction of atoms with an allowed valence); NaN for an empty molecule",
-    ),
-    check=stability_argument,
-)
+@register_oracle(DOMAIN, "stability", STABILITY, check=stability_argument)
 def stability(argument=None, **context):
     per_atom = stability_argument(argument)
-    info = OracleInfo(
-        f"stability:{argument}",
-        DOMAIN,
-        "maximize",
-        "fraction" if per_atom else "0/1",
+    info = STABILITY.for_argument(
+        argument,
+        units="fraction" if per_atom else "0/1",
         description="fraction of EDM-stable atoms" if per_atom else "EDM molecule stability",
     )
     return FunctionOracle(info, lambda designs: _stability(designs, per_atom))
@@ -341,6 +334,17 @@ def _strain_batch(designs, relax_hydrogens: bool) -> list[float]:
     return out
 
 
+MMFF_STRAIN = OracleInfo(
+    "mmff_strain[:hrelax]",
+    DOMAIN,
+    "minimize",
+    "kcal/mol",
+    "moderate",
+    description="MMFF94 E(input geometry) − E(nearest local minimum), largest fragment; "
+    "hrelax: all hydrogens relaxed first (heavy-atom strain only)",
+)
+
+
 def strain_argument(argument: str | None, config: dict | None = None) -> bool:
     """Whether ``mmff_strain[:hrelax]`` relaxes the hydrogens first."""
     if argument not in (None, "hrelax"):
@@ -348,31 +352,14 @@ def strain_argument(argument: str | None, config: dict | None = None) -> bool:
     return argument == "hrelax"
 
 
-@register_oracle(
-    DOMAIN,
-    "mmff_strain",
-    OracleInfo(
-        "mmff_strain[:hrelax]",
-        DOMAIN,
-        "minimize",
-        "kcal/mol",
-        "moderate",
-        description="MMFF94 E(input geometry) − E(nearest local minimum), largest fragment; "
-        "hrelax: all hydrogens relaxed first (heavy-atom strain only)",
-    ),
-    check=strain_argument,
-)
+@register_oracle(DOMAIN, "mmff_strain", MMFF_STRAIN, check=strain_argument)
 def mmff_strain_oracle(argument=None, **context):
     relax = strain_argument(argument)
-    info = OracleInfo(
-        "mmff_strain:hrelax" if relax else "mmff_strain",
-        DOMAIN,
-        "minimize",
-        "kcal/mol",
-        "moderate",
-        description="MMFF94 local strain energy" + (" after relaxing hydrogens" if relax else ""),
+    description = "MMFF94 local strain energy" + (" after relaxing hydrogens" if relax else "")
+    return FunctionOracle(
+        MMFF_STRAIN.for_argument(argument, description=description),
+        lambda designs: _strain_batch(designs, relax),
     )
-    return FunctionOracle(info, lambda designs: _strain_batch(designs, relax))
 
 
 # ----- GFN2-xTB single points in persistent worker processes -----------------------------------
@@ -625,30 +612,26 @@ def xtb_argument(
     return prop, timeout_s
 
 
-@register_oracle(
+XTB = OracleInfo(
+    "xtb:gap|dipole|energy[@timeout_s]",
     DOMAIN,
-    "xtb",
-    OracleInfo(
-        "xtb:gap|dipole|energy[@timeout_s]",
-        DOMAIN,
-        "maximize",
-        "eV|D|Hartree",
-        "moderate",
-        description="GFN2-xTB single point (tblite) on the given geometry, neutral; HOMO-LUMO gap "
-        "(eV), dipole moment (Debye) or total energy (Hartree); NaN on SCF failure, broken "
-        "geometry or timeout (default 30 s per molecule; context xtb_timeout, xtb_workers)",
-    ),
-    check=xtb_argument,
+    "maximize",
+    "eV|D|Hartree",
+    "moderate",
+    description="GFN2-xTB single point (tblite) on the given geometry, neutral; HOMO-LUMO gap "
+    "(eV), dipole moment (Debye) or total energy (Hartree); NaN on SCF failure, broken "
+    "geometry or timeout (default 30 s per molecule; context xtb_timeout, xtb_workers)",
 )
+
+
+@register_oracle(DOMAIN, "xtb", XTB, check=xtb_argument)
 def xtb(argument=None, xtb_timeout=None, xtb_workers=None, **context):
     prop, timeout_s = xtb_argument(argument, default_timeout=xtb_timeout)
     index, direction, units, description = XTB_PROPERTIES[prop]
-    info = OracleInfo(
-        f"xtb:{prop}",
-        DOMAIN,
-        direction,
-        units,
-        "moderate",
+    info = XTB.for_argument(
+        prop,
+        direction=direction,
+        units=units,
         description=f"{description}, timeout {timeout_s:g} s per molecule",
     )
     workers = int(xtb_workers) if xtb_workers else None
@@ -680,20 +663,18 @@ def check_property(argument: str | None, config: dict) -> None:
     check_target(argument, (config.get("reward") or {}).get("targets", DEFAULT_TARGETS))
 
 
-@register_oracle(
+PROPERTY = OracleInfo(
+    "property:<target>",
     DOMAIN,
-    "property",
-    OracleInfo(
-        "property:<target>",
-        DOMAIN,
-        "maximize",
-        "target units (α Bohr³, energies meV, μ D, Cv cal/mol K)",
-        "moderate",
-        True,
-        "QM9 property predicted by an e3nn regressor ensemble (the ft or eval copy)",
-    ),
-    check=check_property,
+    "maximize",
+    "target units (α Bohr³, energies meV, μ D, Cv cal/mol K)",
+    "moderate",
+    True,
+    "QM9 property predicted by an e3nn regressor ensemble (the ft or eval copy)",
 )
+
+
+@register_oracle(DOMAIN, "property", PROPERTY, check=check_property)
 def property_oracle(argument=None, reward_model=None, **context):
     from molgen.graph import to_dense
 
@@ -717,7 +698,9 @@ def property_oracle(argument=None, reward_model=None, **context):
                 values[keep] = predict(to_dense([designs[i] for i in keep])).numpy()
         return values
 
-    units = PROPERTY_UNITS.get(argument, "")
-    info = OracleInfo(f"property:{argument}", DOMAIN, "maximize", units, "moderate", True,
-                      f"{argument} from {reward_model}")  # fmt: skip
+    info = PROPERTY.for_argument(
+        argument,
+        units=PROPERTY_UNITS.get(argument, ""),
+        description=f"{argument} from {reward_model}",
+    )
     return FunctionOracle(info, score, predict)

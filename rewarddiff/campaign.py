@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 
 from rewarddiff import UserError
+from rewarddiff.conditioning import ClassCondition
 from rewarddiff.config import dataclass_from, load_schema
 from rewarddiff.domain import get_domain
 from rewarddiff.finetune import METHODS, CountingReward, FinetuneTask
@@ -294,17 +295,17 @@ def label_metrics(dom, model: Path, reward_model: Path, params: dict) -> dict:
     ``label_eval_per_label`` designs per label; empty for models without a label condition."""
     gen = dom.load_generator(model, "auto")
     dom = dom.for_generator(gen)
-    cond = gen.config.get("condition")
-    if not cond or cond["kind"] != "class":
+    cond = gen.condition
+    if not isinstance(cond, ClassCondition):
         return {}
-    condition = dom.label_condition({}, reward_model, spec=cond.get("spec"))
-    if condition.classes != cond["classes"]:
+    condition = dom.label_condition({}, reward_model, spec=cond.spec)
+    if condition.classes != cond.classes:
         raise UserError(
-            f"{reward_model}: classes {condition.classes} differ from the model's {cond['classes']}"
+            f"{reward_model}: classes {condition.classes} differ from the model's {cond.classes}"
         )
     per_label = params.get("label_eval_per_label", 64)
     rng = torch.Generator().manual_seed(params.get("seed", 0))
-    evaluation = evaluate_labels(gen, condition, per_label, cond.get("guidance", 0.0), rng)
+    evaluation = evaluate_labels(gen, condition, per_label, cond.guidance, rng)
     return {
         "label_accuracy": float(np.mean([e["accuracy"] for e in evaluation.values()])),
         "label_macro_f1": float(np.mean([e["macro_f1"] for e in evaluation.values()])),

@@ -1,12 +1,14 @@
 """Conditions: zero-initialised condition embeddings, added to a denoiser's hidden features so
 that a new condition can be attached to a pretrained network without changing what it
-computes, and the class conditions (with their classifiers) that ``ctrl`` steers toward."""
+computes; the class conditions (with their classifiers) that ``ctrl`` steers toward; and the
+condition a fine-tuned conditional generator samples at by default (:class:`Condition`)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -89,3 +91,64 @@ class LabelCondition:
             return None
         labels = [[c.index(t)] for c, t in zip(self.classes, self.target)]
         return int(self.joint(torch.tensor(labels).T.reshape(1, -1))[0])
+
+
+@dataclass(frozen=True, kw_only=True)
+class Condition:
+    """What a conditional generator samples at when no label is given, set by the method that
+    added the condition and saved with the model (its config's ``condition``): the label
+    ``target`` (None: no default label) at classifier-free guidance scale ``guidance``."""
+
+    kind: ClassVar[str]
+    target: float | None
+    guidance: float = 0.0
+
+    def labels(self, num: int) -> Tensor:
+        """The default labels (num,) of :meth:`Generator.sample` (needs a ``target``)."""
+        raise NotImplementedError
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, **asdict(self)}
+
+    @staticmethod
+    def from_dict(saved: dict | None) -> Condition | None:
+        """A saved condition (None when there is none)."""
+        if not saved:
+            return None
+        kinds = {c.kind: c for c in (ClassCondition, ValueCondition)}
+        fields = {k: v for k, v in saved.items() if k != "kind"}
+        if saved.get("kind") not in kinds:
+            raise UserError(f"model condition: unknown kind {saved.get('kind')!r}")
+        try:
+            return kinds[saved["kind"]](**fields)
+        except TypeError as exc:
+            raise UserError(f"model condition: {exc}") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassCondition(Condition):
+    """A joint class label (row-major over the conditions ``names`` and their ``classes``, as
+    :meth:`LabelCondition.joint`) added by ``ctrl``; ``spec`` rebuilds the
+    :class:`LabelCondition` with another classifier copy (the domain's settings)."""
+
+    kind: ClassVar[str] = "class"
+    target: int | None
+    names: list[str]
+    classes: list[list[str]]
+    spec: dict | list | None = None
+
+    def labels(self, num: int) -> Tensor:
+        return torch.full((num,), int(self.target), dtype=torch.long)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ValueCondition(Condition):
+    """A standardised reward value added by ``rcgdm``: the label is z = (r − mean) / std."""
+
+    kind: ClassVar[str] = "value"
+    target: float | None
+    mean: float = 0.0
+    std: float = 1.0
+
+    def labels(self, num: int) -> Tensor:
+        return torch.full((num,), float(self.target), dtype=torch.float32)

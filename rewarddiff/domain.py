@@ -295,12 +295,11 @@ class Domain(ABC):
         gen = self.build_generator(config)
         gen.net.load_state_dict(tensors)
         gen.net.to(resolve_device(device))
-        if config.get("condition"):
-            gen.config["condition"] = config["condition"]
+        gen.load_config(config)
         return gen
 
     def save_generator(self, path: Path, gen: Generator) -> None:
-        save_model(path, gen.net, gen.config)
+        save_model(path, gen.net, gen.saved_config())
 
     def conditional_generator(self, gen: Generator, num_labels: int) -> Generator:
         """``gen`` with a zero-initialised condition embedding added: ``num_labels`` classes,

@@ -1,45 +1,58 @@
 """Generators: a trainable denoiser bound to its diffusion and sampling settings.
 
 Fine-tuning methods only talk to the :class:`Generator` interface, so one method
-implementation serves every domain. ``MaskedSequenceGenerator`` covers DNA and protein;
-Gaussian generators (molecules, shapes) implement the same methods.
+implementation serves every domain. ``MaskedSequenceGenerator`` (here) covers DNA and protein;
+:class:`~rewarddiff.gaussian_generator.GaussianGenerator` every continuous domain.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from rewarddiff.conditioning import Condition
 from rewarddiff.diffusion.masked import MaskedDiffusion
 
 
-class Generator(Protocol):
-    """What the stages and the fine-tuning methods use of a generator. Designs are tensors
-    (n, ...) on the CPU; ``label`` (n,) conditions a generator given a condition embedding.
-    Methods check the capabilities beyond plain sampling that they need:
-    ``sample_differentiable`` (back-propagation through sampling), ``sample_trajectory``,
-    ``step_log_prob`` and ``step_kl`` (policy gradients over the chain) and, where
-    ``has_size_distribution``, ``fit_size_distribution(x, weights, mix)`` (a size prior that
-    fine-tuning can move: molecules)."""
+@dataclass(kw_only=True)
+class Generator(ABC):
+    """A trainable denoiser bound to its diffusion and sampling settings: what the stages and
+    the fine-tuning methods use. Designs are tensors (n, ...) on the CPU; ``label`` (n,)
+    conditions a generator given a condition embedding. Implementations are dataclasses that
+    add a field ``net`` (the trainable denoiser: methods optimise its parameters) and their
+    diffusion, and implement the abstract methods; methods check the capabilities beyond
+    them that they need: ``sample_trajectory``, ``step_log_prob`` and ``step_kl`` (policy
+    gradients over the chain) and, where ``has_size_distribution``,
+    ``fit_size_distribution(x, weights, mix)`` (a size prior fine-tuning can move)."""
 
-    net: nn.Module  # the trainable denoiser: methods optimise its parameters
-    config: dict  # rebuilds ``net``; saved with the weights (``condition``: the sampling default)
-    has_size_distribution: bool  # it samples sizes from a distribution that can be refit
+    sampling_steps: int = 100  # reverse steps of a sample
+    sample_batch: int = 256  # designs per network call when sampling
+    config: dict = field(default_factory=dict)  # rebuilds ``net``; saved with the weights
+    condition: Condition | None = None  # sampled at when no label is given (ctrl / rcgdm)
+    has_size_distribution: ClassVar[bool] = False  # it samples sizes from a refittable prior
 
     @property
-    def device(self) -> torch.device: ...
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
 
     def frozen_copy(self) -> Generator:
-        """The same generator over a frozen copy of the network (the reference p_pre)."""
+        """The same generator over a frozen deep copy of the network (the reference p_pre)."""
+        return dataclasses.replace(self, net=copy.deepcopy(self.net).eval().requires_grad_(False))
 
-    def load_config(self, config: dict) -> None:
-        """Adopt a saved ``config`` (e.g. a fine-tuning checkpoint's)."""
+    def default_label(self, num: int) -> tuple[Tensor | None, float]:
+        """The labels (num,) and classifier-free guidance scale sampled at when none are
+        given: the :attr:`condition`'s, or (None, 0) without a default label."""
+        if self.condition is None or self.condition.target is None:
+            return None, 0.0
+        return self.condition.labels(num), self.condition.guidance
 
+    @torch.no_grad()
     def sample(
         self,
         num: int,
@@ -50,67 +63,11 @@ class Generator(Protocol):
         guide=None,
         guided_steps: int = 0,
     ) -> tuple[Tensor, Tensor | None]:
-        """Designs (num, ...) and, with ``reference``, the path KL to it (num,) in nats."""
-
-    def sample_differentiable(
-        self,
-        num: int,
-        grad_steps: int,
-        reference: Generator | None = None,
-        tau: float = 1.0,
-        generator: torch.Generator | None = None,
-        label: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor]:
-        """Relaxed designs differentiable through the last ``grad_steps`` steps, path KL."""
-
-    def guide(self, reward, scale: float):
-        """Reward-gradient guidance for :meth:`sample`'s ``guide``."""
-
-    def discrete(self, x: Tensor) -> Tensor:
-        """The designs of a differentiable sample, on the CPU."""
-
-    def loss(
-        self,
-        x: Tensor,
-        weights: Tensor | None = None,
-        label: Tensor | None = None,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
-        """The denoising loss (scalar) of designs ``x``, with grad."""
-
-    def log_likelihood(
-        self, x: Tensor, num_t: int = 16, generator: torch.Generator | None = None
-    ) -> Tensor:
-        """ELBO of log p(x) in nats per design: (n,)."""
-
-
-class NetworkGenerator:
-    """What every generator dataclass with a ``net`` field shares."""
-
-    has_size_distribution = False
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.net.parameters()).device
-
-    def frozen_copy(self):
-        """The same generator over a frozen deep copy of the network (the reference p_pre)."""
-        return dataclasses.replace(self, net=copy.deepcopy(self.net).eval().requires_grad_(False))
-
-    def default_label(self, num: int) -> tuple[Tensor | None, float]:
-        """The condition sampled at when none is given, from ``config["condition"]`` (set by
-        ``ctrl`` / ``rcgdm``): labels (num,) — class index (long) or standardised value
-        (float) — and the classifier-free guidance scale; (None, 0) when unconditional."""
-        cond = self.config.get("condition")
-        if not cond or cond.get("target") is None:
-            return None, 0.0
-        dtype = torch.float32 if cond["kind"] == "value" else torch.long
-        return torch.full((num,), cond["target"], dtype=dtype), float(cond.get("guidance", 0.0))
-
-    def sample_batches(self, num: int, label: Tensor | None, guidance: float | None, draw):
-        """What every ``sample`` shares: the default condition when no ``label`` (num,) is
-        given, then ``draw(b, labels, guidance) -> (designs, path KL or None)`` per chunk of at
-        most ``sample_batch``; the chunks concatenated on the CPU."""
+        """Designs (num, ...) and, with ``reference`` (the frozen, unconditional p_pre), the
+        path KL to it (num,) in nats; both on the CPU whatever device the network runs on,
+        drawn in chunks of at most ``sample_batch``. ``label`` (num,) conditions the samples
+        (default: :meth:`default_label`), ``guidance`` is the classifier-free guidance scale
+        w; ``guide`` (:meth:`guide`) steers the last ``guided_steps`` steps."""
         self.net.eval()
         if label is None:
             label, default_guidance = self.default_label(num)
@@ -119,15 +76,54 @@ class NetworkGenerator:
         for start in range(0, num, self.sample_batch):
             b = min(self.sample_batch, num - start)
             labels = None if label is None else label[start : start + b].to(self.device)
-            x, kl = draw(b, labels, guidance or 0.0)
+            x, kl = self.sample_chunk(b, generator, reference, labels, guidance or 0.0, guide,
+                                      guided_steps)  # fmt: skip
             designs.append(x.cpu())
-            if kl is not None:
-                kls.append(kl.cpu())
-        return torch.cat(designs), (torch.cat(kls) if kls else None)
+            kls.append(kl.cpu())
+        return torch.cat(designs), (torch.cat(kls) if reference is not None else None)
+
+    @abstractmethod
+    def sample_chunk(self, num, generator, reference, label, guidance, guide, guided_steps):
+        """One chunk of :meth:`sample` (num ≤ ``sample_batch``, eval mode, no grad): designs
+        and the path KL (num,) to ``reference`` (zeros without one), on the model's device."""
+
+    @abstractmethod
+    def sample_differentiable(self, num, grad_steps, reference=None, tau=1.0, generator=None,
+                              label=None) -> tuple[Tensor, Tensor]:  # fmt: skip
+        """Relaxed designs (num, ...) differentiable through the last ``grad_steps`` sampling
+        steps and the path KL to ``reference`` (num,), differentiable in its last terms; both
+        on the model's device (eval mode). ``tau``: the Gumbel-softmax temperature of
+        discrete designs; ``label`` (num,) conditions the samples."""
+
+    @abstractmethod
+    def guide(self, reward, scale: float):
+        """Reward-gradient guidance at scale γ for :meth:`sample`'s ``guide``; ``reward``:
+        (relaxed) designs → (B,), differentiable."""
+
+    @staticmethod
+    @abstractmethod
+    def discrete(x: Tensor) -> Tensor:
+        """The designs of a differentiable sample, on the CPU."""
+
+    @abstractmethod
+    def loss(self, x, weights=None, label=None, generator=None) -> Tensor:
+        """The denoising loss (scalar, with grad) of designs ``x`` (B, ...), weighted per
+        design by ``weights`` (B,); ``label`` (B,) conditions the network."""
+
+    @abstractmethod
+    def log_likelihood(self, x, num_t=16, generator=None) -> Tensor:
+        """ELBO of log p(x) in nats per design (n,) with ``num_t`` Monte-Carlo times; CPU."""
+
+    def saved_config(self) -> dict:
+        """``config`` with the condition (key ``condition``): saved with the weights."""
+        condition = {} if self.condition is None else {"condition": self.condition.to_dict()}
+        return self.config | condition
 
     def load_config(self, config: dict) -> None:
-        """Adopt a saved ``config`` (e.g. a fine-tuning checkpoint's) for the same network."""
-        self.config = config
+        """Adopt a saved config (:meth:`saved_config`, e.g. a fine-tuning checkpoint's) for the
+        same network."""
+        self.config = {k: v for k, v in config.items() if k != "condition"}
+        self.condition = Condition.from_dict(config.get("condition"))
 
     def with_condition(self, new):
         """``new`` (a generator built with ``condition_network(…)``) loaded with this
@@ -155,73 +151,37 @@ def load_unconditional_weights(net: nn.Module, state: dict[str, Tensor]) -> None
 
 
 @dataclass
-class MaskedSequenceGenerator(NetworkGenerator):
+class MaskedSequenceGenerator(Generator):
     diffusion: MaskedDiffusion
     net: nn.Module
-    length: int
-    sampling_steps: int = 100
-    sample_batch: int = 256
-    config: dict = field(default_factory=dict)  # rebuilds ``net`` (saved with the weights)
+    length: int  # tokens per sequence
 
-    @torch.no_grad()
-    def sample(
-        self,
-        num: int,
-        generator: torch.Generator | None = None,
-        reference: MaskedSequenceGenerator | None = None,
-        label: Tensor | None = None,
-        guidance: float | None = None,
-        guide=None,
-        guided_steps: int = 0,
-    ) -> tuple[Tensor, Tensor | None]:
-        """Tokens (num, length) and, with ``reference``, the path KL to it (num,) in nats; both
-        returned on the CPU whatever device the network runs on. ``label`` (num,) conditions
-        the samples (default: :meth:`default_label`); ``guidance`` is the CFG scale;
-        ``guide(log_p, x_t)`` reshapes the last ``guided_steps`` steps (classifier guidance)."""
+    def sample_chunk(self, num, generator, reference, label, guidance, guide, guided_steps):
+        """Tokens (num, length) and the path KL (num,); ``guide(log_p, x_t)`` reshapes
+        p_θ(x_0 | x_t) (classifier guidance, :meth:`guide`)."""
+        ref = reference.net if reference else None
+        return self.diffusion.chain(self.net, num, self.length, self.sampling_steps, label,
+                                    guidance, ref, generator, self.device, guide,
+                                    guided_steps)  # fmt: skip
 
-        def draw(b, labels, w):
-            out = self.diffusion.sample(
-                self.net,
-                b,
-                self.length,
-                self.sampling_steps,
-                labels,
-                w,
-                reference.net if reference else None,
-                generator,
-                self.device,
-                guide,
-                guided_steps,
-            )
-            return out if reference else (out, None)
-
-        return self.sample_batches(num, label, guidance, draw)
-
-    def sample_differentiable(
-        self,
-        num: int,
-        grad_steps: int,
-        reference: MaskedSequenceGenerator | None = None,
-        tau: float = 1.0,
-        generator: torch.Generator | None = None,
-        label: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor]:
+    def sample_differentiable(self, num, grad_steps, reference=None, tau=1.0, generator=None,
+                              label=None) -> tuple[Tensor, Tensor]:  # fmt: skip
         """Relaxed one-hot designs (num, length, V) differentiable through the last
         ``grad_steps`` sampling steps (Gumbel-softmax straight-through), and the path KL to
         ``reference`` (num,), both on the model's device (eval mode: no dropout noise);
         ``label`` (num,) conditions the samples."""
         self.net.eval()
-        return self.diffusion.sample_differentiable(
+        return self.diffusion.chain(
             self.net,
             num,
             self.length,
             self.sampling_steps,
-            min(grad_steps, self.sampling_steps),
-            reference.net if reference else None,
             label=None if label is None else label.to(self.device),
-            tau=tau,
+            reference=reference.net if reference else None,
             generator=generator,
             device=self.device,
+            grad_steps=min(grad_steps, self.sampling_steps),
+            tau=tau,
         )
 
     @torch.no_grad()
@@ -232,15 +192,11 @@ class MaskedSequenceGenerator(NetworkGenerator):
         (num, length) on the model's device, the time grid t_0 = 1 > … > t_K = 0 and the
         designs (num, length) on the CPU."""
         self.net.eval()
-        d = self.diffusion
-        grid = torch.linspace(1.0, 0.0, self.sampling_steps + 1).tolist()
-        x = torch.full((num, self.length), d.mask_id, dtype=torch.long, device=self.device)
-        states = [x]
-        for t, s in zip(grid[:-1], grid[1:]):
-            tt = torch.full((num,), t, device=self.device)
-            x = d.step(d.denoise(self.net, x, tt), x, t, s, generator)
-            states.append(x)
-        return states, grid, x.cpu()
+        states = []
+        d, steps = self.diffusion, self.sampling_steps
+        x, _ = d.chain(self.net, num, self.length, steps, generator=generator,
+                       device=self.device, trajectory=states)  # fmt: skip
+        return states, torch.linspace(1.0, 0.0, steps + 1).tolist(), x.cpu()
 
     def step_log_prob(
         self, x_t: Tensor, x_s: Tensor, t: float, s: float, net: torch.nn.Module | None = None
@@ -269,13 +225,8 @@ class MaskedSequenceGenerator(NetworkGenerator):
         """Relaxed one-hot (n, length, V) → tokens (n, length) on the CPU."""
         return x.detach().argmax(-1).cpu()
 
-    def loss(
-        self,
-        x: Tensor,
-        weights: Tensor | None = None,
-        label: Tensor | None = None,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
+    def loss(self, x, weights=None, label=None, generator=None) -> Tensor:
+        """The MDLM NELBO per token (scalar), weighted per sequence."""
         self.net.train()
         x = x.to(self.device)
         label = None if label is None else label.to(self.device)
@@ -283,9 +234,7 @@ class MaskedSequenceGenerator(NetworkGenerator):
         return self.diffusion.loss(self.net, x, label, weights, generator)
 
     @torch.no_grad()
-    def log_likelihood(
-        self, x: Tensor, num_t: int = 16, generator: torch.Generator | None = None
-    ) -> Tensor:
+    def log_likelihood(self, x, num_t=16, generator=None) -> Tensor:
         """ELBO of log p(x) in nats per sequence: (n,)."""
         self.net.eval()
         return torch.cat(

@@ -98,7 +98,7 @@ class SequenceDomain(Domain):
             diffusion,
             SequenceDenoiser(net_cfg),
             length,
-            config["sampling_steps"],
+            sampling_steps=config["sampling_steps"],
             config=config,
         )
 

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rewarddiff.conditioning import ConditionEmbedding
+from rewarddiff.nn import PooledClassifier
 
 
 @dataclass
@@ -110,27 +111,14 @@ class SequenceDenoiser(nn.Module):
         return self.head(self.body(x, cond)).transpose(1, 2)
 
 
-class SequenceClassifier(nn.Module):
-    """Property model: tokens or one-hot (B, L, V) → logits (B, num_outputs); differentiable in
-    the one-hot input, so it can serve as a reward for back-propagation methods."""
+class SequenceClassifier(PooledClassifier):
+    """Property model: tokens or one-hot (B, L, V) → logits (B, num_outputs), or (B,) for a
+    single output (a regressor); differentiable in the one-hot input, so it can serve as a
+    reward for back-propagation methods."""
 
     def __init__(self, cfg: CNNConfig):
-        super().__init__()
+        super().__init__(DilatedCNN(cfg, cfg.vocab_size), cfg.hidden, cfg.num_outputs, cfg.dropout)
         self.cfg = cfg
-        self.body = DilatedCNN(cfg, cfg.vocab_size)
-        self.head = nn.Sequential(
-            nn.Linear(2 * cfg.hidden, cfg.hidden),
-            nn.GELU(),
-            nn.Dropout(cfg.dropout),
-            nn.Linear(cfg.hidden, cfg.num_outputs),
-        )
 
-    def features(self, x: Tensor) -> Tensor:
-        """Penultimate features (B, hidden) (SEIKO's UCB bonus is computed on them)."""
-        h = self.body(x)
-        return self.head[:-1](torch.cat([h.mean(-1), h.amax(-1)], -1))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Logits (B, num_outputs), or (B,) for a single output (a regressor)."""
-        out = self.head[-1](self.features(x))
-        return out[:, 0] if self.cfg.num_outputs == 1 else out
+    def pool(self, h: Tensor) -> Tensor:
+        return torch.cat([h.mean(-1), h.amax(-1)], -1)

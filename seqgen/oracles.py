@@ -4,6 +4,7 @@ copy, passed as ``reward_model=<path to model.safetensors>``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -13,7 +14,12 @@ import torch
 from rewarddiff import UserError
 from rewarddiff.oracles.base import FunctionOracle, OracleInfo
 from rewarddiff.oracles.learned import RewardEnsemble
-from rewarddiff.oracles.registry import check_label, label_check, no_argument, register_oracle
+from rewarddiff.oracles.registry import (
+    check_label,
+    label_check,
+    register_function_oracle,
+    register_oracle,
+)
 from seqgen import motifs
 from seqgen.data import CELL_TYPES, encode
 from seqgen.model import CNNConfig, SequenceClassifier
@@ -21,18 +27,19 @@ from seqgen.model import CNNConfig, SequenceClassifier
 DOMAIN = "dna"
 
 
-@register_oracle(
-    DOMAIN,
-    "gc_content",
+register_function_oracle(
     OracleInfo("gc_content", DOMAIN, "target", "fraction", description="fraction of G and C"),
-    check=no_argument("gc_content"),
+    lambda seqs: [(s.count("G") + s.count("C")) / len(s) for s in seqs],
 )
-def gc_content(argument=None, **context):
-    no_argument("gc_content")(argument)
-    return FunctionOracle(
-        OracleInfo("gc_content", DOMAIN, "target", "fraction"),
-        lambda seqs: [(s.count("G") + s.count("C")) / len(s) for s in seqs],
-    )
+
+
+JASPAR_MOTIF = OracleInfo(
+    "jaspar_motif:<matrix id>",
+    DOMAIN,
+    "maximize",
+    "bits",
+    description="best PWM log-odds hit over both strands (JASPAR2024 via pyjaspar)",
+)
 
 
 def jaspar_matrix(argument: str | None, config: dict | None = None):
@@ -46,28 +53,11 @@ def jaspar_matrix(argument: str | None, config: dict | None = None):
     return motif
 
 
-@register_oracle(
-    DOMAIN,
-    "jaspar_motif",
-    OracleInfo(
-        "jaspar_motif:<matrix id>",
-        DOMAIN,
-        "maximize",
-        "bits",
-        description="best PWM log-odds hit over both strands (JASPAR2024 via pyjaspar)",
-    ),
-    check=jaspar_matrix,
-)
+@register_oracle(DOMAIN, "jaspar_motif", JASPAR_MOTIF, check=jaspar_matrix)
 def jaspar_motif(argument=None, **context):
     motif = jaspar_matrix(argument)
     return FunctionOracle(
-        OracleInfo(
-            f"jaspar_motif:{argument}",
-            DOMAIN,
-            "maximize",
-            "bits",
-            description=f"{motif.name} best hit",
-        ),
+        JASPAR_MOTIF.for_argument(argument, description=f"{motif.name} best hit"),
         lambda seqs: motifs.best_hit_scores(motif, list(seqs)),
     )
 
@@ -95,12 +85,12 @@ def cell_types(config: dict) -> tuple[str, ...] | None:
     return tuple(sorted(labels, key=lambda c: (c not in CELL_TYPES, c)))
 
 
-def classifier_oracle(
-    domain: str, kind: str, argument, reward_model, log_odds: bool, encode_fn
-) -> FunctionOracle:
-    """P(class ``argument`` | x) (or its log-odds) from the classifier ensemble at
+def classifier_oracle(info: OracleInfo, argument, reward_model, encode_fn) -> FunctionOracle:
+    """The oracle of the registered classifier oracle ``info`` for class ``argument``:
+    P(class | x), or its log-odds for units ``log-odds``, from the classifier ensemble at
     ``reward_model``; differentiable in relaxed one-hot input. ``encode_fn(seqs, config)``
     turns strings into the tokens the classifier reads (``config``: the ensemble's)."""
+    kind = info.kind
     if reward_model is None:
         raise UserError(f"oracle {kind} needs a reward model (--reward-model PATH)")
     if not Path(reward_model).exists():
@@ -109,6 +99,7 @@ def classifier_oracle(
     classes = model.config["classes"]
     check_label(kind, argument, classes)
     k = classes.index(argument)
+    log_odds = info.units == "log-odds"
 
     def from_probs(p: torch.Tensor) -> torch.Tensor:
         p = p[:, k].clamp(1e-6, 1 - 1e-6)
@@ -118,49 +109,37 @@ def classifier_oracle(
         mean, _ = model.predict(encode_fn(list(seqs), model.config))
         return from_probs(mean).numpy()
 
-    info = OracleInfo(
-        f"{kind}:{argument}",
-        domain,
-        "maximize",
-        "log-odds" if log_odds else "probability",
-        "moderate",
-        True,
-        f"{argument} class, {reward_model}",
+    return FunctionOracle(
+        info.for_argument(argument, description=f"{argument} class, {reward_model}"),
+        score,
+        lambda onehot: from_probs(model(onehot)),
     )
-    return FunctionOracle(info, score, lambda onehot: from_probs(model(onehot)))
 
 
-@register_oracle(
-    DOMAIN,
-    "celltype_prob",
-    OracleInfo(
-        "celltype_prob:<cell>",
-        DOMAIN,
-        "maximize",
-        "probability",
-        "moderate",
-        True,
-        "P(cell type | x) from the cell-type classifier ensemble",
-    ),
-    check=label_check("celltype_prob", cell_types),
-)
-def celltype_prob(argument=None, reward_model=None, **context):
-    return classifier_oracle(DOMAIN, "celltype_prob", argument, reward_model, False, _dna)
+def register_classifier(
+    domain: str,
+    kind: str,
+    pattern: str,
+    description: str,
+    check: Callable,
+    encode_fn: Callable,
+    default: str | None = None,
+) -> None:
+    """Register the classifier oracle ``kind`` (shown as ``kind`` + ``pattern``, e.g.
+    ``:<cell>``) of :func:`classifier_oracle`: the log-odds for a ``kind`` ending in
+    ``_logodds``, else the probability; ``default``: the class scored without an argument."""
+    units = "log-odds" if kind.endswith("_logodds") else "probability"
+    info = OracleInfo(kind + pattern, domain, "maximize", units, "moderate", True, description)
+
+    @register_oracle(domain, kind, info, check)
+    def factory(argument=None, reward_model=None, **context):
+        return classifier_oracle(info, argument or default, reward_model, encode_fn)
 
 
-@register_oracle(
-    DOMAIN,
-    "celltype_logodds",
-    OracleInfo(
-        "celltype_logodds:<cell>",
-        DOMAIN,
-        "maximize",
-        "log-odds",
-        "moderate",
-        True,
-        "log P(cell) − log(1 − P(cell)): cell-type specificity as a log-odds",
-    ),
-    check=label_check("celltype_logodds", cell_types),
-)
-def celltype_logodds(argument=None, reward_model=None, **context):
-    return classifier_oracle(DOMAIN, "celltype_logodds", argument, reward_model, True, _dna)
+for _kind, _description in (
+    ("celltype_prob", "P(cell type | x) from the cell-type classifier ensemble"),
+    ("celltype_logodds", "log P(cell) − log(1 − P(cell)): cell-type specificity as a log-odds"),
+):
+    register_classifier(
+        DOMAIN, _kind, ":<cell>", _description, label_check(_kind, cell_types), _dna
+    )

@@ -8,10 +8,10 @@ peptide or one with letters outside the 20 standard amino acids (uppercase).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -21,9 +21,9 @@ from Bio.SeqUtils.ProtParamData import DIWV, gravy_scales
 
 from rewarddiff import UserError
 from rewarddiff.oracles.base import FunctionOracle, OracleInfo
-from rewarddiff.oracles.registry import check_label, no_argument, register_oracle
+from rewarddiff.oracles.registry import check_label, register_function_oracle, register_oracle
 from rewarddiff.oracles.transforms import target_window
-from seqgen.oracles import classifier_oracle
+from seqgen.oracles import register_classifier
 from seqgen.peptides import AMINO_ACIDS, encode
 
 DOMAIN = "protein"
@@ -147,22 +147,21 @@ TORCH_PROPERTIES = {
 }
 
 
-def _property_factory(info: OracleInfo):
-    def factory(argument=None, **context):
-        no_argument(info.name)(argument)
-        return FunctionOracle(
-            info,
-            lambda seqs: property_values(list(seqs), info.name),
-            TORCH_PROPERTIES.get(info.name),
-        )
-
-    return factory
-
-
 for _name, (_direction, _units, _description) in PROPERTY_INFO.items():
     _info = OracleInfo(_name, DOMAIN, _direction, _units, differentiable=_name in TORCH_PROPERTIES,
                        description=_description)  # fmt: skip
-    register_oracle(DOMAIN, _name, _info, no_argument(_name))(_property_factory(_info))
+    register_function_oracle(
+        _info, partial(score_peptides, fn=PROPERTIES[_name]), TORCH_PROPERTIES.get(_name)
+    )
+
+
+HYDROPHOBIC_MOMENT = OracleInfo(
+    "hydrophobic_moment[:<window>]",
+    DOMAIN,
+    "maximize",
+    "Eisenberg units per residue",
+    description="helical (100°) hydrophobic moment, whole peptide or best window",
+)
 
 
 def moment_window(argument: str | None, config: dict | None = None) -> int | None:
@@ -172,29 +171,13 @@ def moment_window(argument: str | None, config: dict | None = None) -> int | Non
     return int(argument) if argument else None
 
 
-@register_oracle(
-    DOMAIN,
-    "hydrophobic_moment",
-    OracleInfo(
-        "hydrophobic_moment[:<window>]",
-        DOMAIN,
-        "maximize",
-        "Eisenberg units per residue",
-        description="helical (100°) hydrophobic moment, whole peptide or best window",
-    ),
-    check=moment_window,
-)
+@register_oracle(DOMAIN, "hydrophobic_moment", HYDROPHOBIC_MOMENT, check=moment_window)
 def hydrophobic_moment_oracle(argument=None, **context):
     window = moment_window(argument)
-    info = OracleInfo(
-        f"hydrophobic_moment:{argument}" if argument else "hydrophobic_moment",
-        DOMAIN,
-        "maximize",
-        "Eisenberg units per residue",
-        description=f"max over {window}-residue windows" if window else "whole peptide",
-    )
+    description = f"max over {window}-residue windows" if window else "whole peptide"
     return FunctionOracle(
-        info, lambda seqs: score_peptides(list(seqs), lambda s: hydrophobic_moment(s, window))
+        HYDROPHOBIC_MOMENT.for_argument(argument, description=description),
+        lambda seqs: score_peptides(list(seqs), lambda s: hydrophobic_moment(s, window)),
     )
 
 
@@ -284,27 +267,18 @@ def windows_satisfied(seqs: list[str], windows: tuple[Window, ...] = DEFAULT_WIN
     return np.stack(satisfied, axis=1)
 
 
-@register_oracle(
+AMP_WINDOWS = OracleInfo(
+    "amp_windows[:charge=2..9,length=10..40,instability=..40]",
     DOMAIN,
-    "amp_windows",
-    OracleInfo(
-        "amp_windows[:charge=2..9,length=10..40,instability=..40]",
-        DOMAIN,
-        "maximize",
-        "score in [0, 1]",
-        description="mean soft satisfaction of property windows (1 = all satisfied)",
-    ),
-    check=amp_window_argument,
+    "maximize",
+    "score in [0, 1]",
+    description="mean soft satisfaction of property windows (1 = all satisfied)",
 )
+
+
+@register_oracle(DOMAIN, "amp_windows", AMP_WINDOWS, check=amp_window_argument)
 def amp_windows(argument=None, **context):
     windows = amp_window_argument(argument)
-    info = OracleInfo(
-        f"amp_windows:{argument}" if argument else "amp_windows",
-        DOMAIN,
-        "maximize",
-        "score in [0, 1]",
-        description="; ".join(f"{w.name} in [{w.low:g}, {w.high:g}]" for w in windows),
-    )
     torch_score = None
     if all(w.name in TORCH_PROPERTIES for w in windows):
 
@@ -312,7 +286,11 @@ def amp_windows(argument=None, **context):
             return torch.stack([torch_window(TORCH_PROPERTIES[w.name](x), w) for w in windows],
                                -1).mean(-1)  # fmt: skip
 
-    info = dataclasses.replace(info, differentiable=torch_score is not None)
+    info = AMP_WINDOWS.for_argument(
+        argument,
+        description="; ".join(f"{w.name} in [{w.low:g}, {w.high:g}]" for w in windows),
+        differentiable=torch_score is not None,
+    )
     return FunctionOracle(
         info, lambda seqs: window_scores(list(seqs), windows).mean(axis=1), torch_score
     )
@@ -340,37 +318,10 @@ def check_amp_class(kind: str):
     return check
 
 
-@register_oracle(
-    DOMAIN,
-    "amp_prob",
-    OracleInfo(
-        "amp_prob[:amp]",
-        DOMAIN,
-        "maximize",
-        "probability",
-        "moderate",
-        True,
-        "P(antimicrobial | peptide) from the AMP classifier ensemble",
-    ),  # fmt: skip
-    check=check_amp_class("amp_prob"),
-)
-def amp_prob(argument=None, reward_model=None, **context):
-    return classifier_oracle(DOMAIN, "amp_prob", argument or "amp", reward_model, False, _tokens)
-
-
-@register_oracle(
-    DOMAIN,
-    "amp_logodds",
-    OracleInfo(
-        "amp_logodds[:amp]",
-        DOMAIN,
-        "maximize",
-        "log-odds",
-        "moderate",
-        True,
-        "log P(AMP) − log(1 − P(AMP)) from the AMP classifier ensemble",
-    ),  # fmt: skip
-    check=check_amp_class("amp_logodds"),
-)
-def amp_logodds(argument=None, reward_model=None, **context):
-    return classifier_oracle(DOMAIN, "amp_logodds", argument or "amp", reward_model, True, _tokens)
+for _kind, _description in (
+    ("amp_prob", "P(antimicrobial | peptide) from the AMP classifier ensemble"),
+    ("amp_logodds", "log P(AMP) − log(1 − P(AMP)) from the AMP classifier ensemble"),
+):
+    register_classifier(
+        DOMAIN, _kind, "[:amp]", _description, check_amp_class(_kind), _tokens, "amp"
+    )

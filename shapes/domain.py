@@ -27,10 +27,10 @@ from rewarddiff.conditioning import LabelCondition
 from rewarddiff.config import dataclass_from
 from rewarddiff.diffusion.gaussian import GaussianDiffusion, polynomial_schedule
 from rewarddiff.domain import BUILTIN_SUFFIX, Domain, elbo, register_domain
+from rewarddiff.gaussian_generator import GaussianGenerator, VectorLayout
 from rewarddiff.io import read_json
 from rewarddiff.oracles import learned
 from rewarddiff.oracles.base import best_first
-from rewarddiff.vector_generator import GaussianVectorGenerator
 from shapes import data, sources
 from shapes.data import Normalization
 from shapes.io import read_npz, read_point_sets, write_npz, write_plys
@@ -143,7 +143,7 @@ class ShapeDomain(Domain):
         )
 
     # ----- generator -----------------------------------------------------------------------
-    def build_generator(self, params: dict) -> GaussianVectorGenerator:
+    def build_generator(self, params: dict) -> GaussianGenerator:
         """Gaussian DDPM over (``num_points``, 3) normalised point sets: polynomial schedule of
         ``diffusion_steps``, DDPM (ancestral) or DDIM (``sampler``) sampling in
         ``sampling_steps``, a PointDenoiser of ``network`` that predicts v (``prediction``,
@@ -160,16 +160,16 @@ class ShapeDomain(Domain):
             "normalization": params["normalization"],
             "domain": self.name,
         }
-        return GaussianVectorGenerator(
+        return GaussianGenerator(
             GaussianDiffusion(polynomial_schedule(config["diffusion_steps"])),
             PointDenoiser(net_cfg),
-            (config["num_points"], 3),
-            config["sampling_steps"],
-            config["sample_batch"],
-            config,
-            net_cfg.num_labels,
-            config["sampler"],
-            config["prediction"],
+            VectorLayout((config["num_points"], 3)),
+            sampling_steps=config["sampling_steps"],
+            sample_batch=config["sample_batch"],
+            config=config,
+            num_labels=net_cfg.num_labels,
+            sampler=config["sampler"],
+            prediction=config["prediction"],
         )
 
     def generator_settings(self, params: dict, data_dir: Path, x: Tensor) -> dict:
@@ -182,17 +182,17 @@ class ShapeDomain(Domain):
         of the working point count from each shape's."""
         return self.load_split(data_dir, "train", all_points=True)[0]
 
-    def training_batch(self, x: Tensor, idx: Tensor, gen: GaussianVectorGenerator) -> Tensor:
-        return random_points(x[idx], gen.shape[0])
+    def training_batch(self, x: Tensor, idx: Tensor, gen: GaussianGenerator) -> Tensor:
+        return random_points(x[idx], gen.layout.shape[0])
 
-    def pretrain_summary(self, gen: GaussianVectorGenerator, x_valid: Tensor, params) -> dict:
+    def pretrain_summary(self, gen: GaussianGenerator, x_valid: Tensor, params) -> dict:
         """The validation ELBO (nats per shape and per point, normalised coordinates) of
         ``loglik_shapes`` valid shapes and CD-based MMD/COV/1-NNA of ``eval_samples`` samples
         against as many valid shapes (world units; 0 skips them)."""
         ll = elbo(gen, x_valid[_pick(len(x_valid), params.get("loglik_shapes", 128), 0)])
         out = {
             "valid_loglik_per_shape": ll.mean().item(),
-            "valid_nats_per_point": -ll.mean().item() / gen.shape[0],
+            "valid_nats_per_point": -ll.mean().item() / gen.layout.shape[0],
         }
         n = min(params.get("eval_samples", 16), len(x_valid))
         if n > 1:
@@ -200,13 +200,13 @@ class ShapeDomain(Domain):
             samples, _ = gen.sample(n, torch.Generator().manual_seed(0))
             reference = world.to_designs(x_valid[_pick(len(x_valid), n, 0)])
             quick = compute_all_metrics(
-                world.to_designs(samples), reference, emd_points=min(256, gen.shape[0])
+                world.to_designs(samples), reference, emd_points=min(256, gen.layout.shape[0])
             )
             out |= {f"sample_{k}": quick[k] for k in ("mmd_cd", "cov_cd", "nna_cd")}
         return out
 
     # ----- designs, oracles ------------------------------------------------------------------
-    def for_generator(self, gen: GaussianVectorGenerator) -> ShapeDomain:
+    def for_generator(self, gen: GaussianGenerator) -> ShapeDomain:
         """This domain in the world frame of ``gen``'s outputs (its config's normalisation)."""
         return replace(self, normalization=Normalization.from_dict(gen.config["normalization"]))
 
@@ -228,16 +228,16 @@ class ShapeDomain(Domain):
         scale = torch.as_tensor(norm.scale, dtype=x.dtype, device=x.device)
         return x * scale + torch.as_tensor(norm.shift, dtype=x.dtype, device=x.device)
 
-    def encode_designs(self, designs: np.ndarray, gen: GaussianVectorGenerator, params) -> Tensor:
+    def encode_designs(self, designs: np.ndarray, gen: GaussianGenerator, params) -> Tensor:
         """``gen``'s point count of each design (a ``seed``-ed subset), normalised in its frame."""
         designs = np.asarray(designs, np.float32)
-        if designs.shape[1] < gen.shape[0]:
+        if designs.shape[1] < gen.layout.shape[0]:
             raise UserError(
                 f"designs have {designs.shape[1]} points; the pretrained model "
-                f"needs {gen.shape[0]} for its likelihood"
+                f"needs {gen.layout.shape[0]} for its likelihood"
             )
         norm = Normalization.from_dict(gen.config["normalization"])
-        points = data.subsample(designs, gen.shape[0], params.get("seed", 0))
+        points = data.subsample(designs, gen.layout.shape[0], params.get("seed", 0))
         return torch.from_numpy(norm.apply(points))
 
     def read_designs(self, path: Path, embed: bool = False) -> np.ndarray:
@@ -326,10 +326,10 @@ class ShapeDomain(Domain):
         out["diversity_cd"] = mean_pairwise_cd(designs[:DIVERSITY_SHAPES])
         return out
 
-    def loglik_figures(self, ll: Tensor, gen: GaussianVectorGenerator, n: int) -> dict:
+    def loglik_figures(self, ll: Tensor, gen: GaussianGenerator, n: int) -> dict:
         """The base's, and per point (normalised coordinates)."""
         out = super().loglik_figures(ll, gen, n)
-        return out | {"loglik_pretrained_per_point": ll.mean().item() / gen.shape[0]}
+        return out | {"loglik_pretrained_per_point": ll.mean().item() / gen.layout.shape[0]}
 
 
 SHAPE = register_domain(ShapeDomain())

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from rewarddiff.conditioning import ConditionEmbedding
+from rewarddiff.nn import PooledClassifier
 
 KNN_CHUNK = 2**24  # distance-matrix entries per chunk of the neighbour search
 
@@ -215,27 +216,15 @@ class PointDenoiser(nn.Module):
         return self.out(self.body(x, cond))
 
 
-class PointClassifier(nn.Module):
+class PointClassifier(PooledClassifier):
     """Shape-family classifier or regressor: x (B, N, 3) → logits (B, num_outputs), or (B,) for
     a single output; permutation-invariant and differentiable in x (a reward for gradient-based
     fine-tuning)."""
 
     def __init__(self, cfg: PointClassifierConfig):
-        super().__init__()
+        body = PointBody(cfg.hidden, cfg.layers, cfg.k, cfg.heads, film=False)
+        super().__init__(body, cfg.hidden, cfg.num_outputs, cfg.dropout)
         self.cfg = cfg
-        self.body = PointBody(cfg.hidden, cfg.layers, cfg.k, cfg.heads, film=False)
-        self.head = nn.Sequential(
-            nn.Linear(2 * cfg.hidden, cfg.hidden),
-            nn.GELU(),
-            nn.Dropout(cfg.dropout),
-            nn.Linear(cfg.hidden, cfg.num_outputs),
-        )
 
-    def features(self, x: Tensor) -> Tensor:
-        """Penultimate features (B, hidden) (SEIKO's UCB bonus is computed on them)."""
-        h = self.body(x)
-        return self.head[:-1](torch.cat([h.amax(1), h.mean(1)], -1))
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.head[-1](self.features(x))
-        return out[:, 0] if self.cfg.num_outputs == 1 else out
+    def pool(self, h: Tensor) -> Tensor:
+        return torch.cat([h.amax(1), h.mean(1)], -1)

@@ -29,7 +29,7 @@ points; furniture within 1 %); "size" is the diagonal of that robust box.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -41,7 +41,12 @@ from torch import Tensor
 from rewarddiff import UserError
 from rewarddiff.oracles import learned
 from rewarddiff.oracles.base import FunctionOracle, OracleInfo
-from rewarddiff.oracles.registry import check_label, label_check, no_argument, register_oracle
+from rewarddiff.oracles.registry import (
+    check_label,
+    label_check,
+    register_function_oracle,
+    register_oracle,
+)
 from shapes.data import Normalization
 from shapes.model import PointClassifier, PointClassifierConfig
 
@@ -314,22 +319,11 @@ INFOS = {
 }
 
 
-@register_oracle(DOMAIN, "symmetry", INFOS["symmetry"], no_argument("symmetry"))
-def symmetry_oracle(argument=None, **context):
-    no_argument("symmetry")(argument)
-    return FunctionOracle(INFOS["symmetry"], symmetry_error, symmetry_error_torch)
-
-
-@register_oracle(DOMAIN, "stability", INFOS["stability"], no_argument("stability"))
-def stability_oracle(argument=None, **context):
-    no_argument("stability")(argument)
-    return FunctionOracle(INFOS["stability"], stability_margin, stability_margin_torch)
-
-
-@register_oracle(DOMAIN, "height", INFOS["height"], no_argument("height"))
-def height_oracle(argument=None, **context):
-    no_argument("height")(argument)
-    return FunctionOracle(INFOS["height"], height, height_torch)
+register_function_oracle(INFOS["symmetry"], symmetry_error, symmetry_error_torch)
+register_function_oracle(INFOS["stability"], stability_margin, stability_margin_torch)
+register_function_oracle(INFOS["height"], height, height_torch)
+register_function_oracle(INFOS["compactness"], compactness, compactness_torch)
+register_function_oracle(INFOS["seat_height"], seat_height)
 
 
 def aspect_argument(argument: str | None, config: dict | None = None) -> None:
@@ -341,27 +335,11 @@ def aspect_argument(argument: str | None, config: dict | None = None) -> None:
 @register_oracle(DOMAIN, "aspect", INFOS["aspect"], aspect_argument)
 def aspect_oracle(argument=None, **context):
     aspect_argument(argument)
-    template = INFOS["aspect"]
-    info = OracleInfo(
-        f"aspect:{argument}", DOMAIN, "target", "ratio", "cheap", True, template.description
-    )
     return FunctionOracle(
-        info,
+        INFOS["aspect"].for_argument(argument),
         lambda points: aspect_ratio(points, argument),
         lambda x: aspect_ratio_torch(x, argument),
     )
-
-
-@register_oracle(DOMAIN, "compactness", INFOS["compactness"], no_argument("compactness"))
-def compactness_oracle(argument=None, **context):
-    no_argument("compactness")(argument)
-    return FunctionOracle(INFOS["compactness"], compactness, compactness_torch)
-
-
-@register_oracle(DOMAIN, "seat_height", INFOS["seat_height"], no_argument("seat_height"))
-def seat_height_oracle(argument=None, **context):
-    no_argument("seat_height")(argument)
-    return FunctionOracle(INFOS["seat_height"], seat_height)
 
 
 # ----- the family classifier's classes (its oracles live in shapes.domain) ----------------------
@@ -444,45 +422,31 @@ FAMILY_INFOS = {
 }
 
 
-def _family_oracle(kind: str, argument, reward_model) -> FunctionOracle:
-    """P(family ``argument`` | x), or its log-odds, from the classifier at ``reward_model``."""
-    if reward_model is None:
-        raise UserError(f"oracle {kind} needs a reward model (--reward-model PATH)")
-    classifier = load_family_classifier(str(reward_model))
-    check_label(kind, argument, classifier.classes, "family")
-    k = classifier.classes.index(argument)
+def _register_family_oracle(kind: str) -> None:
+    """Register ``kind`` of ``FAMILY_INFOS``: P(family ``argument`` | x), or its log-odds, from
+    the classifier at the context's ``reward_model``."""
 
-    def of_probs(p: Tensor) -> Tensor:
-        p = p[:, k].clamp(1e-6, 1 - 1e-6)
-        return torch.logit(p) if kind == "family_logodds" else p
+    @register_oracle(DOMAIN, kind, FAMILY_INFOS[kind], label_check(kind, data_families, "family"))
+    def factory(argument=None, reward_model=None, **context):
+        if reward_model is None:
+            raise UserError(f"oracle {kind} needs a reward model (--reward-model PATH)")
+        classifier = load_family_classifier(str(reward_model))
+        check_label(kind, argument, classifier.classes, "family")
+        k = classifier.classes.index(argument)
 
-    info = replace(
-        FAMILY_INFOS[kind],
-        name=f"{kind}:{argument}",
-        description=f"{argument} by the family classifier {reward_model}",
-    )
-    return FunctionOracle(
-        info,
-        lambda points: of_probs(classifier.predict(points)).numpy(),
-        lambda x: of_probs(classifier(x)),
-    )
+        def of_probs(p: Tensor) -> Tensor:
+            p = p[:, k].clamp(1e-6, 1 - 1e-6)
+            return torch.logit(p) if kind == "family_logodds" else p
 
-
-@register_oracle(
-    DOMAIN,
-    "family_prob",
-    FAMILY_INFOS["family_prob"],
-    label_check("family_prob", data_families, "family"),
-)
-def family_prob(argument=None, reward_model=None, **context):
-    return _family_oracle("family_prob", argument, reward_model)
+        info = FAMILY_INFOS[kind].for_argument(
+            argument, description=f"{argument} by the family classifier {reward_model}"
+        )
+        return FunctionOracle(
+            info,
+            lambda points: of_probs(classifier.predict(points)).numpy(),
+            lambda x: of_probs(classifier(x)),
+        )
 
 
-@register_oracle(
-    DOMAIN,
-    "family_logodds",
-    FAMILY_INFOS["family_logodds"],
-    label_check("family_logodds", data_families, "family"),
-)
-def family_logodds(argument=None, reward_model=None, **context):
-    return _family_oracle("family_logodds", argument, reward_model)
+for _kind in FAMILY_INFOS:
+    _register_family_oracle(_kind)

@@ -46,7 +46,8 @@ def toy_condition(num_conditions=1):
 def conditional(task, num_labels):
     net = ConditionalToyNet(num_labels)
     load_unconditional_weights(net, task.generator.net.state_dict())
-    task.generator = MaskedSequenceGenerator(MaskedDiffusion(V, num_labels=num_labels), net, L, 8)
+    task.generator = MaskedSequenceGenerator(MaskedDiffusion(V, num_labels=num_labels), net, L,
+                                             sampling_steps=8)  # fmt: skip
     return task
 
 
@@ -90,7 +91,7 @@ def test_ctrl_adds_a_label_condition_toward_the_tilted_target():
     x, _ = task.generator.sample(2048, torch.Generator().manual_seed(3))  # default: label "b"
     target = tilted_token_fraction(alpha)
     assert 0.32 < (x == 1).float().mean().item() < target + 0.03, target
-    assert task.generator.config["condition"]["target"] == 1
+    assert task.generator.condition.target == 1
     # requested vs predicted label: chance is 0.5
     assert evaluation["first"]["accuracy"] > 0.7
     assert evaluation["first"]["macro_f1"] > 0.7
@@ -141,15 +142,16 @@ def test_label_metrics_refuses_a_classifier_with_other_classes(tmp_path):
     from types import SimpleNamespace
 
     from rewarddiff.campaign import label_metrics
+    from rewarddiff.conditioning import ClassCondition
 
-    gen = SimpleNamespace(config={"condition": {"kind": "class", "classes": [["a", "b"]]}})
+    gen = SimpleNamespace(condition=ClassCondition(target=0, names=["n"], classes=[["a", "b"]]))
     other = toy_condition()
     other.classes = [["a", "c"]]
     dom = SimpleNamespace(load_generator=lambda *_: gen, for_generator=lambda _: dom,
                           label_condition=lambda *_, **__: other)  # fmt: skip
     with pytest.raises(UserError, match=r"classes \[\['a', 'c'\]\] differ from the model's"):
         label_metrics(dom, tmp_path / "model", tmp_path / "eval.safetensors", {})
-    gen.config = {}  # an unconditional model has no label metrics
+    gen.condition = None  # an unconditional model has no label metrics
     assert label_metrics(dom, tmp_path / "model", tmp_path / "eval.safetensors", {}) == {}
 
 
@@ -166,7 +168,7 @@ def test_data_label_prior_random_cut_and_guided_sampling():
                      eval_per_label=256)  # fmt: skip
     task.condition = condition
     evaluation = ctrl(task, cfg).extra["label_eval_ft"]
-    assert task.generator.config["condition"]["guidance"] == 2.0
+    assert task.generator.condition.guidance == 2.0
     assert evaluation["first"]["accuracy"] > 0.65
 
 

@@ -71,13 +71,15 @@ def test_rgdm_raises_reward_and_logs_each_round(tmp_path, ema_decay):
 
 
 def test_rgdm_size_mix_needs_a_size_distribution():
-    from molgen.generator import MoleculeGenerator
+    from molgen.layout import MoleculeLayout
+    from rewarddiff.gaussian_generator import VectorLayout
 
     with pytest.raises(UserError, match="size_mix needs a generator with a size distribution"):
         rgdm(toy_task(), RGDMConfig(oracle_budget=8, rounds=1, size_mix=0.5))
-    # the declared capability, and the method that goes with it
-    assert MoleculeGenerator.has_size_distribution
-    assert callable(MoleculeGenerator.fit_size_distribution)
+    # the declared capability: molecules have one, plain vectors not
+    assert MoleculeLayout.has_size_distribution and not VectorLayout.has_size_distribution
+    with pytest.raises(TypeError, match="VectorLayout has no size distribution"):
+        VectorLayout((3,)).refit_sizes(torch.zeros(2, 3), torch.ones(2), 0.5)
 
 
 def zero_fraction(x):

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from rewarddiff.diffusion.gaussian import GaussianDiffusion, cosine_schedule, polynomial_schedule
+from rewarddiff.gaussian_generator import Frame, GaussianGenerator, VectorLayout
 
 
 def _remove_row_mean(x, context):
@@ -175,7 +176,19 @@ def test_gaussian_kl():
     torch.testing.assert_close(kl, torch.tensor([5.0 / 1.0, 5.0 / 4.0]))
 
 
-@pytest.mark.parametrize(("sampler", "steps"), [("ddpm", None), ("ddim", 50)])
+class Denoiser(torch.nn.Module):
+    """A fixed ε-function ``fn(x_t, integer steps)`` as a generator's network."""
+
+    def __init__(self, fn, num_steps):
+        super().__init__()
+        self.fn, self.num_steps = fn, num_steps
+        self.unused = torch.nn.Parameter(torch.zeros(()))  # gives the generator a device
+
+    def forward(self, x, t, label=None):
+        return self.fn(x, (t * self.num_steps).round())
+
+
+@pytest.mark.parametrize(("sampler", "steps"), [("ddpm", 200), ("ddim", 50)])
 def test_sample_reproduces_gaussian_data(sampler, steps):
     m, v = 1.5, 0.25
     diff = GaussianDiffusion(polynomial_schedule(200))
@@ -185,43 +198,41 @@ def test_sample_reproduces_gaussian_data(sampler, steps):
         a, sg = diff.signal(t.long())[:, None], diff.noise_std(t.long())[:, None]
         return sg * (x_t - a * m) / (a**2 * v + sg**2)
 
-    g = torch.Generator().manual_seed(0)
-    x = diff.sample(exact_eps, (20_000, 1), num_sampling_steps=steps, sampler=sampler, generator=g)
+    gen = GaussianGenerator(diff, Denoiser(exact_eps, 200), VectorLayout((1,)),
+                            sampling_steps=steps, sample_batch=20_000, sampler=sampler)  # fmt: skip
+    x, _ = gen.sample(20_000, torch.Generator().manual_seed(0))
     assert x.shape == (20_000, 1)
     assert abs(x.mean().item() - m) < 0.03
     assert abs(x.var().item() / v - 1) < 0.08
 
 
+class RowMeanLayout(VectorLayout):
+    """Point sets (5, 3) with zero mean over the points: a projected state subspace."""
+
+    def project(self, x, frame):
+        assert isinstance(frame, Frame)
+        return _remove_row_mean(x, frame)
+
+
 def test_projection_keeps_states_in_subspace():
-    contexts = []
-
-    def project(x, context):
-        contexts.append(context)
-        return _remove_row_mean(x, context)
-
-    diff = GaussianDiffusion(cosine_schedule(30), project=project)
-    g = torch.Generator().manual_seed(6)
     seen = []
 
     def denoise(x_t, t):
-        assert t.shape == (4,) and t.dtype == torch.float32
+        assert t.shape == (4,)
         seen.append(x_t.mean(dim=1).abs().max().item())
         return 0.3 * x_t + 1.0  # deliberately not in the subspace
 
-    noise = diff.sample_noise(torch.empty(4, 5, 3), context="ctx", generator=g)
-    assert noise.mean(dim=1).abs().max() < 1e-5 and noise.std() > 0.5
+    diff = GaussianDiffusion(cosine_schedule(30))
+    g = torch.Generator().manual_seed(6)
     for sampler in ("ddpm", "ddim"):
-        x = diff.sample(denoise, (4, 5, 3), sampler=sampler, eta=0.5, context="ctx", generator=g)
-        assert x.mean(dim=1).abs().max() < 1e-5
+        gen = GaussianGenerator(diff, Denoiser(denoise, 30), RowMeanLayout((5, 3)),
+                                sampling_steps=30, sampler=sampler)  # fmt: skip
+        x, _ = gen.sample(4, g)
+        assert x.mean(dim=1).abs().max() < 1e-5 and x.std() > 0.1
     assert len(seen) == 60 and max(seen) < 1e-5
-    assert set(contexts) == {"ctx"}
 
+    # the diffusion's own hook: a step's mean and noise stay in the subspace
+    diff = GaussianDiffusion(cosine_schedule(30), project=_remove_row_mean)
     x_t = _remove_row_mean(torch.randn(4, 5, 3, generator=g), None)
     x_s, mean, _ = diff.ddpm_step(x_t, torch.full((4,), 10), torch.full((4,), 9), x_t + 1.0)
     assert x_s.mean(dim=1).abs().max() < 1e-5 and mean.mean(dim=1).abs().max() < 1e-5
-
-
-def test_unknown_sampler_raises():
-    diff = GaussianDiffusion(cosine_schedule(10))
-    with pytest.raises(ValueError, match="unknown sampler"):
-        diff.sample(lambda x, t: x, (2, 3), sampler="euler")

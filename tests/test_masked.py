@@ -151,9 +151,7 @@ def test_differentiable_sampler_gradients_and_kl():
     ref = TinyNet()
     ref.load_state_dict(net.state_dict())
     g = torch.Generator().manual_seed(0)
-    x, kl = diff.sample_differentiable(
-        net, 32, L, steps=8, grad_steps=3, reference=ref, generator=g
-    )
+    x, kl = diff.chain(net, 32, L, steps=8, grad_steps=3, reference=ref, generator=g)
     assert x.shape == (32, L, V)
     assert torch.allclose(x.detach().sum(-1), torch.ones(32, L))  # hard one-hot forward
     assert kl.abs().max().item() < 1e-5  # identical reference
@@ -164,14 +162,14 @@ def test_differentiable_sampler_gradients_and_kl():
     with torch.no_grad():  # a different reference gives a positive KL
         for p in ref.parameters():
             p.add_(0.5 * torch.randn_like(p))
-    _, kl = diff.sample_differentiable(net, 32, L, 8, 3, reference=ref, generator=g)
+    _, kl = diff.chain(net, 32, L, 8, grad_steps=3, reference=ref, generator=g)
     assert (kl >= 0).all() and kl.mean() > 0
 
 
 def test_differentiable_sampler_matches_ancestral_distribution():
     diff = MaskedDiffusion(V)
     g = torch.Generator().manual_seed(0)
-    x, _ = diff.sample_differentiable(ExactDenoiser(), 3000, L, steps=32, grad_steps=8, generator=g)
+    x, _ = diff.chain(ExactDenoiser(), 3000, L, steps=32, grad_steps=8, generator=g)
     tokens = x.argmax(-1)
     counts = torch.zeros(V, V)
     counts.index_put_((tokens[:, 0], tokens[:, 1]), torch.ones(len(tokens)), accumulate=True)

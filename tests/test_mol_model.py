@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from molgen.data import read_qm9
-from molgen.generator import MoleculeGenerator, remove_mean
 from molgen.graph import fully_connected_edges, to_dense
+from molgen.layout import MoleculeLayout, remove_mean
 from molgen.model import EGNNConfig, EGNNDenoiser
 from rewarddiff.diffusion.gaussian import GaussianDiffusion, polynomial_schedule
+from rewarddiff.gaussian_generator import GaussianGenerator
 
 
 def orthogonal(seed: int, reflect: bool) -> torch.Tensor:
@@ -33,7 +34,8 @@ def generator():
     probs = torch.zeros(30, dtype=torch.float64)
     probs[[5, 9]] = 0.5
     diffusion = GaussianDiffusion(polynomial_schedule(100))
-    return MoleculeGenerator(diffusion, net, probs, sampling_steps=10, sample_batch=4)
+    layout = MoleculeLayout(net.cfg.atom_types, probs)
+    return GaussianGenerator(diffusion, net, layout, sampling_steps=10, sample_batch=4)
 
 
 def transform(x, q, shift, perm):
@@ -51,8 +53,8 @@ def test_denoiser_is_e3_and_permutation_equivariant(generator, molecules, reflec
     q, shift = orthogonal(1, reflect), torch.tensor([3.0, -2.0, 0.5])
     n0 = int((molecules[0, :, 3] > 0).sum())
     perm = torch.randperm(n0, generator=torch.Generator().manual_seed(2))
-    state, batch, mask = generator.encode(molecules)
-    state2, batch2, _ = generator.encode(transform(molecules, q, shift, perm))
+    state, (_, batch, _, mask) = generator.layout.encode(molecules)
+    state2, (_, batch2, _, _) = generator.layout.encode(transform(molecules, q, shift, perm))
     t = torch.full((len(batch),), 0.4)
     with torch.no_grad():
         eps_pos, eps_feat = generator.net(
@@ -69,7 +71,7 @@ def test_denoiser_is_e3_and_permutation_equivariant(generator, molecules, reflec
 
 
 def test_denoiser_output_has_zero_centre_of_mass(generator, molecules):
-    state, batch, _ = generator.encode(molecules)
+    state, (_, batch, _, _) = generator.layout.encode(molecules)
     eps_pos, _ = generator.net(
         state[:, :3], state[:, 3:], torch.zeros(len(batch)), batch, fully_connected_edges(batch)
     )
@@ -132,7 +134,10 @@ def test_sampler_sizes_types_centre_and_path_kl(generator):
 
 
 def test_log_likelihood_is_finite_and_invariant(generator, molecules):
-    uniform = dataclasses.replace(generator, num_atoms_probs=torch.full((30,), 1 / 30.0))
+    uniform = dataclasses.replace(
+        generator,
+        layout=dataclasses.replace(generator.layout, num_atoms_probs=torch.full((30,), 1 / 30.0)),
+    )
     moved = molecules.clone()
     moved[..., :3] = (molecules[..., :3] + 1.0) * (molecules[..., 3:] > 0)  # translated
     ll = uniform.log_likelihood(molecules, num_t=4, generator=torch.Generator().manual_seed(0))
@@ -147,7 +152,7 @@ def test_unknown_atom_type_is_a_clear_error(generator):
     x = torch.zeros(1, 29, 4)
     x[0, :2, 3] = torch.tensor([6.0, 17.0])
     with pytest.raises(ValueError, match=r"atomic numbers \[17\] are not in the model"):
-        generator.encode(x)
+        generator.layout.encode(x)
 
 
 def test_size_distribution_moves_toward_weighted_sizes(generator):
@@ -158,9 +163,9 @@ def test_size_distribution_moves_toward_weighted_sizes(generator):
     gen.fit_size_distribution(x, torch.tensor([3.0, 1.0, 0.0]), mix=0.5)
     expected = torch.zeros(30, dtype=torch.float64)
     expected[5], expected[9] = 0.25 + 0.375, 0.25 + 0.125  # ½ old (½, ½) + ½ weighted (¾, ¼)
-    torch.testing.assert_close(gen.num_atoms_probs, expected)
+    torch.testing.assert_close(gen.layout.num_atoms_probs, expected)
     assert gen.config["num_atoms_probs"] == expected.tolist()  # saved with the model
-    assert generator.num_atoms_probs[5] == 0.5  # the original is untouched
+    assert generator.layout.num_atoms_probs[5] == 0.5  # the original is untouched
 
 
 def test_trajectory_is_the_sample_with_transition_densities(generator):
@@ -176,8 +181,8 @@ def test_trajectory_is_the_sample_with_transition_densities(generator):
     steps = list(zip(states, states[1:], grid, grid[1:]))
     total = sum(generator.step_kl(z_t, t, s, other) for z_t, _, t, s in steps)
     torch.testing.assert_close(total.detach(), kl, rtol=1e-4, atol=1e-4)
-    n = states[0].mask.sum(1).double()
-    dims = 3 * (n - 1) + n * generator.net.cfg.feature_dim
+    n = states[0].frame.mask.sum(1).double()
+    dims = 3 * (n - 1) + n * generator.layout.feature_dim
     z_t, z_s, t, s = steps[3]
     log_p = generator.step_log_prob(z_t, z_s, t, s).detach().double()
     var = generator.diffusion.posterior_mean_var(z_t.state[:1], t, s, z_t.state[:1])[1].double()

@@ -50,6 +50,28 @@ def test_entry_point_registers_third_party_oracle(monkeypatch):
     assert registry.make_oracle("dna", "length")(["ACG", "A"]).tolist() == [3.0, 1.0]
 
 
+def test_info_for_argument_derives_from_the_registered_info():
+    info = OracleInfo("xtb:gap|dipole[@timeout_s]", "molecule", "maximize", "eV", "moderate",
+                      description="registered")  # fmt: skip
+    assert info.kind == "xtb"
+    assert info.for_argument("gap", units="Hartree") == OracleInfo(
+        "xtb:gap", "molecule", "maximize", "Hartree", "moderate", description="registered"
+    )
+    assert OracleInfo("mmff_strain[:hrelax]", "molecule").for_argument(None).name == "mmff_strain"
+
+
+def test_function_oracle_registration_takes_no_argument(monkeypatch):
+    monkeypatch.setattr(registry, "_FACTORIES", dict(registry._FACTORIES))
+    monkeypatch.setattr(registry, "_CHECKS", dict(registry._CHECKS))
+    info = OracleInfo("length_for_test", "dna")
+    registry.register_function_oracle(info, lambda s: [len(x) for x in s])
+    oracle = registry.make_oracle("dna", "length_for_test")
+    assert oracle.info == info and oracle(["ACG", "A"]).tolist() == [3.0, 1.0]
+    for build in (registry.make_oracle, registry.check_oracle):
+        with pytest.raises(UserError, match="oracle length_for_test takes no argument"):
+            build("dna", "length_for_test:3")
+
+
 WINDOW_SYNTAX = ("expected NAME=LOW..HIGH with NAME one of length, charge, gravy, instability, "
                  "pi, aromaticity, helix_fraction, hydrophobic_moment")  # fmt: skip
 

@@ -13,7 +13,8 @@ from rewarddiff.generator import MaskedSequenceGenerator, load_unconditional_wei
 def value_conditioned(task):
     net = ConditionalToyNet()
     load_unconditional_weights(net, task.generator.net.state_dict())
-    task.generator = MaskedSequenceGenerator(MaskedDiffusion(V), net, L, 8, 512)
+    task.generator = MaskedSequenceGenerator(MaskedDiffusion(V), net, L, sampling_steps=8,
+                                             sample_batch=512)  # fmt: skip
     task.reward_network = ToyRegressor
     return task
 
@@ -37,7 +38,7 @@ def test_rcgdm_reward_rises_with_the_target_value(tmp_path):
     assert sweep[2]["path_kl"] > sweep[0]["path_kl"]  # extrapolation moves away from p_pre
     x, _ = task.generator.sample(512, torch.Generator().manual_seed(2))  # default: a at z = 2
     assert (x == 0).float().mean().item() == pytest.approx(achieved[2], abs=0.06)
-    assert task.generator.config["condition"]["kind"] == "value"
+    assert task.generator.condition.kind == "value"
     assert final["stage"] == "target" and final["target_z"] == 2.0
 
 

@@ -9,8 +9,8 @@ import torch
 from toys import seeded
 
 from rewarddiff.diffusion.gaussian import GaussianDiffusion, polynomial_schedule
+from rewarddiff.gaussian_generator import GaussianGenerator, VectorLayout
 from rewarddiff.generator import load_unconditional_weights
-from rewarddiff.vector_generator import GaussianVectorGenerator
 from shapes import model
 from shapes.model import (
     PointClassifier,
@@ -50,13 +50,7 @@ def spheres_and_boxes(num: int, points: int, g: torch.Generator):
     return x, torch.cat([torch.zeros(num), torch.ones(num)]).long()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small ops: intra-op threads would only contend on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny ops: see conftest.py
 
 
 @pytest.mark.parametrize("condition", [None, "class", "value"])
@@ -144,10 +138,10 @@ def test_gradients_in_the_inputs_are_finite():
 
 def test_denoiser_trains_and_samples():
     torch.manual_seed(0)
-    gen = GaussianVectorGenerator(
+    gen = GaussianGenerator(
         GaussianDiffusion(polynomial_schedule(100)),
         PointDenoiser(PointDenoiserConfig(**SMALL)),
-        (64, 3),
+        VectorLayout((64, 3)),
         sampling_steps=10,
     )
     g = seeded(0)

@@ -1,5 +1,6 @@
-"""GaussianVectorGenerator: a fit to N(0, 1) and its ELBO, path KLs, differentiable sampling,
-per-step log-probabilities, classifier-free guidance, and draft / ddpo running on it."""
+"""GaussianGenerator over plain vectors (VectorLayout): a fit to N(0, 1) and its ELBO, path
+KLs, differentiable sampling, per-step log-probabilities, classifier-free guidance, the saved
+default condition, and draft / ddpo running on it."""
 
 import copy
 import dataclasses
@@ -10,10 +11,12 @@ import torch
 from torch import nn
 from toys import MLP, T, fit_normal_1d, make, seeded
 
+from rewarddiff import UserError
+from rewarddiff.conditioning import ClassCondition, ValueCondition
 from rewarddiff.finetune import CountingReward, FinetuneTask
 from rewarddiff.finetune.ddpo import DDPOConfig, ddpo
 from rewarddiff.finetune.draft import DraftConfig, draft
-from rewarddiff.vector_generator import GaussianVectorGenerator
+from rewarddiff.gaussian_generator import Frame, GaussianGenerator
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -31,7 +34,7 @@ class ExactNormal(nn.Module):
         return sigma.view(-1, *[1] * (x.dim() - 1)) * x
 
 
-def perturbed(gen: GaussianVectorGenerator, scale: float = 0.05) -> GaussianVectorGenerator:
+def perturbed(gen: GaussianGenerator, scale: float = 0.05) -> GaussianGenerator:
     """A frozen copy with noise added to every weight."""
     ref, g = gen.frozen_copy(), seeded(123)
     with torch.no_grad():
@@ -40,13 +43,7 @@ def perturbed(gen: GaussianVectorGenerator, scale: float = 0.05) -> GaussianVect
     return ref
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The ops here are tiny: intra-op threads would only contend on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny ops: see conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +133,7 @@ def test_step_log_prob_is_the_sampler_transition_density(points):
         if s == 0:  # the final step is deterministic
             assert torch.equal(log_p, torch.zeros(4000))
             continue
-        var = points.diffusion.posterior_mean_var(x_t[:1], t, s, x_t[:1])[1].item()
+        var = points.diffusion.posterior_mean_var(x_t.state[:1], t, s, x_t.state[:1])[1].item()
         entropy = 0.5 * 12 * (1 + math.log(2 * math.pi * var))
         assert log_p.mean().item() == pytest.approx(-entropy, abs=0.15)
         assert log_p.var().item() == pytest.approx(6.0, abs=0.75)
@@ -146,7 +143,7 @@ def test_trajectory_is_the_sample_and_step_kls_sum_to_its_path_kl(points):
     ref = perturbed(points)
     x, kl = points.sample(32, seeded(0), ref)
     states, grid, designs = points.sample_trajectory(32, seeded(0))
-    torch.testing.assert_close(states[-1].cpu(), x)
+    torch.testing.assert_close(states[-1].state.cpu(), x)
     torch.testing.assert_close(designs, x)
     steps = list(zip(states, grid, grid[1:]))
     total = sum(points.step_kl(x_t, t, s, ref) for x_t, t, s in steps)
@@ -179,16 +176,25 @@ def test_classifier_free_guidance(kind):
         atol=1e-4,
         rtol=1e-4,
     )
-    # without a label: the condition set by ctrl / rcgdm in the config, at its guidance
+    # without a label: the condition set by ctrl / rcgdm, at its guidance; saved and reloaded
     target = label[5].item()
-    gen.config["condition"] = {"kind": kind, "target": target, "guidance": 2.0}
+    if kind == "class":
+        gen.condition = ClassCondition(
+            target=target, guidance=2.0, names=["c"], classes=[list("abc")]
+        )
+    else:
+        gen.condition = ValueCondition(target=target, guidance=2.0, mean=1.0, std=0.5)
+    saved = gen.saved_config()
+    gen.condition = None
+    gen.load_config(saved)
+    assert "condition" not in gen.config and gen.saved_config() == saved
     torch.testing.assert_close(
         gen.sample(32, seeded(2))[0],
         gen.sample(32, seeded(2), label=torch.full_like(label, target), guidance=2.0)[0],
     )
 
 
-def finetune_task(gen: GaussianVectorGenerator) -> FinetuneTask:
+def finetune_task(gen: GaussianGenerator) -> FinetuneTask:
     """Fine-tune a copy of ``gen`` (20 sampling steps) to raise its single coordinate."""
     gen = dataclasses.replace(gen, net=copy.deepcopy(gen.net), sampling_steps=20)
     reward = CountingReward(lambda x: x[:, 0].numpy(), torch_fn=lambda x: x[:, 0])
@@ -235,7 +241,8 @@ def test_v_prediction_is_exact_for_normal_data_and_damps_early_errors():
     exact = dataclasses.replace(base, net=ExactNormal(base.diffusion.alpha_bar))
     zero_v = dataclasses.replace(base, net=Zero(), prediction="v")
     x, t = torch.randn(64, 2, generator=seeded(0)), torch.randint(0, T + 1, (64,))
-    torch.testing.assert_close(zero_v._eps(x, t), exact._eps(x, t))
+    frame = Frame(len(x))
+    torch.testing.assert_close(zero_v._eps(x, t, frame), exact._eps(x, t, frame))
     held = torch.randn(2000, 2, generator=seeded(1))
     torch.testing.assert_close(
         zero_v.log_likelihood(held, num_t=8, generator=seeded(2)),
@@ -251,13 +258,16 @@ def test_v_prediction_is_exact_for_normal_data_and_damps_early_errors():
     def mean_shift(prediction):
         good = dataclasses.replace(coarse, net=Zero(), prediction=prediction)
         bad = dataclasses.replace(coarse, net=Zero(delta), prediction=prediction)
-        means = [coarse.diffusion.posterior_mean_var(x, t, s, g._eps(x, t))[0] for g in (good, bad)]
+        means = [
+            coarse.diffusion.posterior_mean_var(x, t, s, g._eps(x, t, Frame(len(x))))[0]
+            for g in (good, bad)
+        ]
         return (means[1] - means[0]).abs().max().item()
 
     alpha_t = coarse.diffusion.signal(torch.tensor([t])).item()
     assert mean_shift("epsilon") > 0.5  # 0.05 amplified ten-fold in one step
     assert mean_shift("v") == pytest.approx(alpha_t * mean_shift("epsilon"), rel=1e-3)
-    with pytest.raises(ValueError, match="unknown prediction"):
+    with pytest.raises(UserError, match="unknown prediction"):
         dataclasses.replace(base, prediction="x0")
 
 
@@ -278,5 +288,5 @@ def test_ddim_sampler_keeps_the_fit(normal_1d):
         torch.testing.assert_close(a, b)
     states, _, x = ddim.sample_trajectory(8, seeded(3))
     torch.testing.assert_close(x, ddpm.sample(8, seeded(3))[0])
-    with pytest.raises(ValueError, match="unknown sampler"):
+    with pytest.raises(UserError, match="unknown sampler"):
         dataclasses.replace(normal_1d, sampler="euler")

@@ -10,8 +10,8 @@ from rewarddiff.conditioning import ConditionEmbedding
 from rewarddiff.diffusion.gaussian import GaussianDiffusion, polynomial_schedule
 from rewarddiff.diffusion.masked import MaskedDiffusion
 from rewarddiff.finetune import CountingReward, FinetuneTask
+from rewarddiff.gaussian_generator import GaussianGenerator, VectorLayout
 from rewarddiff.generator import MaskedSequenceGenerator
-from rewarddiff.vector_generator import GaussianVectorGenerator
 
 V, L = 4, 8
 
@@ -123,9 +123,11 @@ def conditional_mlp(pretrained: MLP, num_labels: int) -> MLP:
     return net
 
 
-def make(shape, net, sampling_steps=20, s=1e-5, **kw) -> GaussianVectorGenerator:
+def make(shape, net, sampling_steps=20, s=1e-5, **kw) -> GaussianGenerator:
     diffusion = GaussianDiffusion(polynomial_schedule(T, s=s))
-    return GaussianVectorGenerator(diffusion, net, shape, sampling_steps, **kw)
+    return GaussianGenerator(
+        diffusion, net, VectorLayout(shape), sampling_steps=sampling_steps, **kw
+    )
 
 
 def seeded(seed: int) -> torch.Generator:

@@ -11,7 +11,6 @@ per row (molecules pass per-node steps with x of shape (N, 3) and t of shape (N,
 it receives the tensor and an opaque ``context`` (e.g. a node-to-graph batch index).
 """
 
-import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -219,34 +218,3 @@ class GaussianDiffusion:
         if n < 1:
             raise ValueError(f"num_sampling_steps must be >= 1, got {n}")
         return sorted({round(self.num_steps * i / n) for i in range(n + 1)}, reverse=True)
-
-    def sample(
-        self,
-        denoise: Callable[[Tensor, Tensor], Tensor],
-        shape: tuple[int, ...],
-        num_sampling_steps: int | None = None,
-        sampler: str = "ddpm",
-        eta: float = 0.0,
-        context: Any = None,
-        generator: torch.Generator | None = None,
-        device: torch.device | str | None = None,
-    ) -> Tensor:
-        """Draw x_0 of ``shape`` (B, ...) by reverse diffusion from projected noise.
-
-        ``denoise(x_t, t)`` gets x_t (B, ...) and t as a float32 (B,) tensor of integer steps and
-        returns the predicted eps (B, ...). ``sampler`` is "ddpm" (ancestral) or "ddim" (with
-        ``eta``); ``num_sampling_steps`` defaults to T. Gradients are tracked unless the caller
-        wraps the call in ``torch.no_grad()``.
-        """
-        if sampler not in ("ddpm", "ddim"):
-            raise ValueError(f"unknown sampler {sampler!r}; expected 'ddpm' or 'ddim'")
-        x = self.sample_noise(torch.empty(shape, device=device), context, generator)
-        grid = self.timesteps(num_sampling_steps)
-        for t, s in itertools.pairwise(grid):
-            t_vec = torch.full((shape[0],), float(t), dtype=torch.float32, device=x.device)
-            eps = denoise(x, t_vec)
-            if sampler == "ddpm":
-                x = self.ddpm_step(x, t, s, eps, context, generator)[0]
-            else:
-                x = self.ddim_step(x, t, s, eps, eta, context, generator)
-        return x

@@ -9,6 +9,7 @@ Tokens are integers ``0..V-1``; ``V`` is the MASK token. A denoising network is 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -130,8 +131,7 @@ class MaskedDiffusion:
         proposal = (log_p0 + gumbel).argmax(-1)
         return torch.where((x == self.mask_id) & reveal, proposal, x)
 
-    @torch.no_grad()
-    def sample(
+    def chain(
         self,
         net,
         num: int,
@@ -144,29 +144,73 @@ class MaskedDiffusion:
         device=None,
         guide=None,
         guided_steps: int = 0,
-    ):
-        """Draw ``num`` sequences with ``steps`` reverse steps: tokens (num, length).
+        grad_steps: int = 0,
+        tau: float = 1.0,
+        trajectory: list[Tensor] | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """The reverse chain of ``num`` sequences in ``steps`` steps from all-MASK: the designs
+        and the path KL (num,) in nats between the chain of ``net`` and that of ``reference``
+        (another network, called without label: the unconditional p_pre) along the drawn
+        trajectory; zeros without a reference. ``label`` and ``guidance`` (classifier-free)
+        condition ``net``; ``guide(log_p, x_t) -> log_p`` (classifier guidance) reshapes
+        p_θ(x_0 | x_t) in the last ``guided_steps`` steps; the states x_1 … x_0 are appended
+        to ``trajectory`` if given.
 
-        ``guide(log_p, x_t) -> log_p`` (classifier guidance) reshapes p_θ(x_0 | x_t) in the last
-        ``guided_steps`` steps.
-
-        With ``reference`` (another network, called without label: the unconditional p_pre), also
-        return the path KL (num,) in nats between the sampling chain of ``net`` and that of
-        ``reference`` along the drawn trajectories.
-        """
-        x = torch.full((num, length), self.mask_id, dtype=torch.long, device=device)
+        The first ``steps − grad_steps`` steps run on tokens without gradient; the last
+        ``grad_steps`` on one-hots with Gumbel-softmax straight-through (temperature ``tau``):
+        hard in the forward pass, with gradient to ``net`` through the relaxed samples, and a
+        KL differentiable in those terms. Designs are tokens (num, length) without
+        ``grad_steps``, else one-hots (num, length, V)."""
         grid = torch.linspace(1.0, 0.0, steps + 1).tolist()
-        path_kl = torch.zeros(num, device=device)
+        cut = steps - grad_steps
+        x = torch.full((num, length), self.mask_id, dtype=torch.long, device=device)
+        kl = torch.zeros(num, device=device)
+        if trajectory is not None:
+            trajectory.append(x)
         for i, (t, s) in enumerate(zip(grid[:-1], grid[1:])):
-            tt = torch.full((num,), t, device=device)
-            log_p = self.denoise(net, x, tt, label, guidance)
-            if guide is not None and i >= steps - guided_steps:
-                log_p = guide(log_p, x)
-            if reference is not None:
-                log_ref = self.denoise(reference, x, tt)
-                path_kl += self.transition_kl(log_p, log_ref, x == self.mask_id, t, s)
-            x = self.step(log_p, x, t, s, generator)
-        return (x, path_kl) if reference is not None else x
+            relaxed = i >= cut
+            if i == cut:
+                x = F.one_hot(x, self.vocab_size + 1).float()
+            with contextlib.nullcontext() if relaxed else torch.no_grad():
+                tt = torch.full((num,), t, device=device)
+                masked = x[..., self.mask_id].detach() if relaxed else x == self.mask_id
+                log_p = self.denoise(net, x, tt, label, guidance)
+                if guide is not None and i >= steps - guided_steps:
+                    log_p = guide(log_p, x)
+                if reference is not None:  # frozen; the KL's pathwise gradient runs through x
+                    kl = kl + self.transition_kl(
+                        log_p, self.denoise(reference, x, tt), masked, t, s
+                    )
+                if relaxed:
+                    x = self.relaxed_step(log_p, x, masked, t, s, tau, generator)
+                else:
+                    x = self.step(log_p, x, t, s, generator)
+            if trajectory is not None:
+                trajectory.append(x)
+        return (x[..., : self.vocab_size] if grad_steps else x), kl
+
+    def relaxed_step(
+        self, log_p: Tensor, x: Tensor, masked: Tensor, t: float, s: float, tau: float, generator
+    ) -> Tensor:
+        """:meth:`step` on one-hots (B, L, V + 1), straight-through: a masked position moves to
+        the hard Gumbel-max draw of a·p_θ(x_0|x_t) + (1 − a)·δ_MASK, with the gradient of its
+        Gumbel-softmax relaxation at temperature ``tau``; others are kept."""
+        a = self.unmask_probability(t, s)
+        stay = torch.full_like(log_p[..., :1], math.log(max(1.0 - a, 1e-30)))
+        logits = torch.cat([log_p + math.log(max(a, 1e-30)), stay], -1)
+        gumbel = -torch.log(
+            -torch.log(uniform(logits.shape, generator, logits.device).clamp_min(1e-20))
+        )
+        soft = ((logits + gumbel) / tau).softmax(-1)
+        hard = F.one_hot(soft.argmax(-1), self.vocab_size + 1).float()
+        moved = hard + soft - soft.detach()  # straight-through estimator
+        return masked[..., None] * moved + (1.0 - masked[..., None]) * x
+
+    @torch.no_grad()
+    def sample(self, net, num: int, length: int, steps: int, reference=None, **kw):
+        """Tokens (num, length) of :meth:`chain`, and with ``reference`` the path KL (num,)."""
+        x, kl = self.chain(net, num, length, steps, reference=reference, **kw)
+        return (x, kl) if reference is not None else x
 
     @staticmethod
     def reward_guide(reward, scale: float):
@@ -209,57 +253,3 @@ class MaskedDiffusion:
         """
         kl = (log_p.exp() * (log_p - log_ref)).sum(-1)
         return self.unmask_probability(t, s) * (kl * masked).sum(-1)
-
-    # ----- differentiable sampling (for back-propagation through the last K steps) ---------
-    def sample_differentiable(
-        self,
-        net,
-        num: int,
-        length: int,
-        steps: int,
-        grad_steps: int,
-        reference=None,
-        label: Tensor | None = None,
-        tau: float = 1.0,
-        generator=None,
-        device=None,
-    ) -> tuple[Tensor, Tensor]:
-        """Sample with Gumbel-softmax straight-through on the last ``grad_steps`` steps.
-
-        Returns ``x`` (num, length, V): hard one-hot in the forward pass whose gradient flows to
-        ``net`` through the relaxed samples, and the per-sequence path KL (num,) to
-        ``reference`` over all steps, differentiable in its last ``grad_steps`` terms (the
-        earlier ones enter as constants); zeros without a reference.
-        """
-        grid = torch.linspace(1.0, 0.0, steps + 1).tolist()
-        cut = steps - grad_steps
-        kl = torch.zeros(num, device=device)
-        with torch.no_grad():
-            x = torch.full((num, length), self.mask_id, dtype=torch.long, device=device)
-            for t, s in zip(grid[:cut], grid[1 : cut + 1]):
-                tt = torch.full((num,), t, device=device)
-                log_p = self.denoise(net, x, tt, label)
-                if reference is not None:
-                    log_ref = self.denoise(reference, x, tt)
-                    kl += self.transition_kl(log_p, log_ref, x == self.mask_id, t, s)
-                x = self.step(log_p, x, t, s, generator)
-        x = F.one_hot(x, self.vocab_size + 1).float()
-        for t, s in zip(grid[cut:-1], grid[cut + 1 :]):
-            tt = torch.full((num,), t, device=device)
-            masked = x[..., self.mask_id].detach()
-            log_p = self.denoise(net, x, tt, label)
-            if reference is not None:  # frozen; the KL's pathwise gradient runs through x
-                log_ref = self.denoise(reference, x, tt)
-                kl = kl + self.transition_kl(log_p, log_ref, masked, t, s)
-            a = self.unmask_probability(t, s)
-            # reverse transition of a masked token: a·p_θ(x_0|x_t) + (1 − a)·δ_MASK
-            stay = torch.full_like(log_p[..., :1], math.log(max(1.0 - a, 1e-30)))
-            logits = torch.cat([log_p + math.log(max(a, 1e-30)), stay], -1)
-            gumbel = -torch.log(
-                -torch.log(uniform(logits.shape, generator, logits.device).clamp_min(1e-20))
-            )
-            soft = ((logits + gumbel) / tau).softmax(-1)
-            hard = F.one_hot(soft.argmax(-1), self.vocab_size + 1).float()
-            moved = hard + soft - soft.detach()  # straight-through estimator
-            x = masked[..., None] * moved + (1.0 - masked[..., None]) * x
-        return x[..., : self.vocab_size], kl

@@ -14,6 +14,8 @@ from rewarddiff.finetune.spec import MethodResult, MethodSpec
 
 @dataclass
 class BestOfNConfig:
+    """sample N from p_pre, keep the top k by reward (no training)"""
+
     oracle_budget: int = 1024  # N: designs drawn and scored
     n_samples: int = 128  # k: designs kept
 
@@ -40,10 +42,5 @@ def check(cfg: BestOfNConfig) -> tuple[str, str] | None:
 
 
 SPEC = MethodSpec(
-    id="best_of_n",
-    config=BestOfNConfig,
-    run=best_of_n,
-    help="sample N from p_pre, keep the top k by reward (no training)",
-    produces="selection",
-    check=check,
+    id="best_of_n", config=BestOfNConfig, run=best_of_n, produces="selection", check=check
 )

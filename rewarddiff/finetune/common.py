@@ -162,7 +162,7 @@ class FinetuneTask:
             "done": done,
             "settings": self.run_settings(cfg),
             "state": skeleton,
-            "generator_config": self.generator.config,
+            "generator_config": self.generator.saved_config(),
             "oracle_calls": self.reward.calls,
             "rows": self.rows,
             "elapsed_s": time.time() - self.started,

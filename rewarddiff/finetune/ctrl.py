@@ -16,13 +16,15 @@ import numpy as np
 import torch
 
 from rewarddiff import UserError
-from rewarddiff.conditioning import LabelCondition
+from rewarddiff.conditioning import ClassCondition, LabelCondition
 from rewarddiff.finetune.common import FinetuneTask
 from rewarddiff.finetune.spec import MethodResult, MethodSpec
 
 
 @dataclass
 class CTRLConfig:
+    """add a new label condition: zero-init embedding, KL-regularised log p(y|x) ascent"""
+
     oracle_budget: int = 1024  # classifier evaluations: steps = budget // batch_size
     batch_size: int = 32
     grad_steps: int = 10  # K: sampling steps back-propagated through
@@ -97,16 +99,13 @@ def ctrl(task: FinetuneTask, cfg: CTRLConfig) -> MethodResult:
                 label_accuracy=hits,
             )
             task.checkpoint(step + 1, cfg, opt)
-    gen.config = gen.config | {
-        "condition": {
-            "kind": "class",
-            "names": condition.names,
-            "classes": condition.classes,
-            "spec": condition.spec,
-            "target": condition.target_index(),
-            "guidance": cfg.guidance,
-        }
-    }
+    gen.condition = ClassCondition(
+        target=condition.target_index(),
+        guidance=cfg.guidance,
+        names=condition.names,
+        classes=condition.classes,
+        spec=condition.spec,
+    )
     evaluation = evaluate_labels(gen, condition, cfg.eval_per_label, cfg.guidance, rng)
     return MethodResult(extra={"label_eval_ft": evaluation})
 
@@ -125,11 +124,4 @@ def evaluate_labels(
     }
 
 
-SPEC = MethodSpec(
-    id="ctrl",
-    config=CTRLConfig,
-    run=ctrl,
-    help="add a new label condition: zero-init embedding, KL-regularised log p(y|x) ascent",
-    condition="label",
-    training_curve=False,
-)
+SPEC = MethodSpec(id="ctrl", config=CTRLConfig, run=ctrl, condition="label", training_curve=False)

@@ -25,6 +25,8 @@ from rewarddiff.finetune.spec import MethodResult, MethodSpec
 
 @dataclass
 class DDPOConfig:
+    """PPO on per-step log-probs of the denoising chain (any oracle; + kl_weight·KL)"""
+
     oracle_budget: int = 1024  # designs scored: rounds = budget // batch_size
     batch_size: int = 64  # trajectories per round
     ppo_epochs: int = 2  # passes over each round's transitions
@@ -98,9 +100,4 @@ def ddpo(task: FinetuneTask, cfg: DDPOConfig) -> MethodResult:
     return MethodResult()
 
 
-SPEC = MethodSpec(
-    id="ddpo",
-    config=DDPOConfig,
-    run=ddpo,
-    help="PPO on per-step log-probs of the denoising chain (any oracle; + kl_weight·KL)",
-)
+SPEC = MethodSpec(id="ddpo", config=DDPOConfig, run=ddpo)

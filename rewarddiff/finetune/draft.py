@@ -19,6 +19,8 @@ from rewarddiff.finetune.spec import MethodResult, MethodSpec
 
 @dataclass
 class DraftConfig:
+    """back-propagate a differentiable reward through the last K steps (+ kl_weight·KL)"""
+
     oracle_budget: int = 1024  # differentiable reward evaluations: steps = budget // batch_size
     batch_size: int = 32
     grad_steps: int = 10  # K: sampling steps back-propagated through
@@ -59,10 +61,4 @@ def draft(task: FinetuneTask, cfg: DraftConfig) -> MethodResult:
     return MethodResult()
 
 
-SPEC = MethodSpec(
-    id="draft",
-    config=DraftConfig,
-    run=draft,
-    help="back-propagate a differentiable reward through the last K steps (+ kl_weight·KL)",
-    differentiable_reward=True,
-)
+SPEC = MethodSpec(id="draft", config=DraftConfig, run=draft, differentiable_reward=True)

@@ -22,6 +22,8 @@ from rewarddiff.finetune.spec import MethodResult, MethodSpec
 
 @dataclass
 class GuidanceConfig:
+    """no training: reward-gradient guidance through x0-hat at sampling (DPS-style)"""
+
     oracle_budget: int = 1024  # differentiable reward evaluations
     n_samples: int = 128  # designs drawn with guidance
     scale: float = 1.0  # γ
@@ -46,7 +48,6 @@ SPEC = MethodSpec(
     id="guidance",
     config=GuidanceConfig,
     run=guidance,
-    help="no training: reward-gradient guidance through x0-hat at sampling (DPS-style)",
     produces="selection",
     differentiable_reward=True,
     training_curve=False,

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from rewarddiff import UserError
+from rewarddiff.conditioning import ValueCondition
 from rewarddiff.finetune.common import FinetuneTask
 from rewarddiff.finetune.spec import MethodResult, MethodSpec, always
 from rewarddiff.oracles.learned import FitConfig, fit, predict_batched
@@ -24,6 +25,8 @@ from rewarddiff.oracles.learned import FitConfig, fit, predict_batched
 
 @dataclass
 class RCGDMConfig:
+    """pseudo-label data with a reward model fit on a labelled subset; sample at target a"""
+
     oracle_budget: int = 1024  # labelled designs: true-oracle calls
     noise: float = 0.1  # ν: pseudo-label noise (standardised reward units)
     reward_steps: int = 500  # reward-model fit on the labelled subset
@@ -132,15 +135,7 @@ def rcgdm(task: FinetuneTask, cfg: RCGDMConfig) -> MethodResult:
         achieved = task.reward.sign * np.asarray(task.reward.fn(x), dtype=np.float64)
         task.record(k + 1, x, achieved, path_kl, stage=stage, target_z=target,
                     target_value=task.reward.sign * (mean + target * std))  # fmt: skip
-    gen.config = gen.config | {
-        "condition": {
-            "kind": "value",
-            "target": cfg.target,
-            "guidance": cfg.guidance,
-            "mean": mean,
-            "std": std,
-        }
-    }
+    gen.condition = ValueCondition(target=cfg.target, guidance=cfg.guidance, mean=mean, std=std)
     return MethodResult()
 
 
@@ -148,7 +143,6 @@ SPEC = MethodSpec(
     id="rcgdm",
     config=RCGDMConfig,
     run=rcgdm,
-    help="pseudo-label data with a reward model fit on a labelled subset; sample at target a",
     training_data=always,
     condition="value",
     training_curve=False,

@@ -22,6 +22,8 @@ from rewarddiff.training import EMA
 
 @dataclass
 class RGDMConfig:
+    """reward-guided exploration: train on own samples weighted by exp(r/tau)"""
+
     oracle_budget: int = 1024  # designs scored over all rounds
     rounds: int = 4
     steps_per_round: int = 100
@@ -115,9 +117,5 @@ def rgdm(task: FinetuneTask, cfg: RGDMConfig) -> MethodResult:
 
 
 SPEC = MethodSpec(
-    id="rgdm",
-    config=RGDMConfig,
-    run=rgdm,
-    help="reward-guided exploration: train on own samples weighted by exp(r/tau)",
-    training_data=lambda cfg: cfg.data_mix > 0,
+    id="rgdm", config=RGDMConfig, run=rgdm, training_data=lambda cfg: cfg.data_mix > 0
 )

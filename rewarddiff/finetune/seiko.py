@@ -29,6 +29,8 @@ BONUSES = ("ucb", "bootstrap", "greedy")
 
 @dataclass
 class SEIKOConfig:
+    """online rounds: query the oracle, refit an optimistic reward model, KL-tuned ascent"""
+
     oracle_budget: int = 1024  # true-oracle calls over all rounds
     rounds: int = 4  # round r queries budget·2^r / (2^rounds − 1) designs
     bonus: str = "ucb"  # ucb | bootstrap | greedy
@@ -142,9 +144,4 @@ def seiko(task: FinetuneTask, cfg: SEIKOConfig) -> MethodResult:
     return MethodResult()
 
 
-SPEC = MethodSpec(
-    id="seiko",
-    config=SEIKOConfig,
-    run=seiko,
-    help="online rounds: query the oracle, refit an optimistic reward model, KL-tuned ascent",
-)
+SPEC = MethodSpec(id="seiko", config=SEIKOConfig, run=seiko)

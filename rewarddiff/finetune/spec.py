@@ -59,7 +59,7 @@ class MethodSpec:
     id: str  # the sheet's method column, ``--method``, config ``finetune.<id>``, the run folder
     config: type  # settings dataclass; ``oracle_budget`` (and ``n_samples``) come from the sheet
     run: Callable[[FinetuneTask, Any], MethodResult]
-    help: str  # one line, for ``rewarddiff finetune --help``
+    help: str = ""  # one line for ``rewarddiff finetune --help``; default: ``config``'s docstring
     produces: Literal["model", "selection"] = "model"
     differentiable_reward: bool = False  # the objective's torch_score form
     training_data: Callable[[Any], bool] = never  # needs the pretraining data, given settings
@@ -72,8 +72,12 @@ class MethodSpec:
         names = {f.name for f in dataclasses.fields(self.config)}
         if "oracle_budget" not in names:
             raise TypeError(f"method {self.id}: {self.config.__name__} has no oracle_budget")
+        if not self.help:  # the settings dataclass's own docstring (not dataclass's default)
+            doc = (self.config.__doc__ or "").strip()
+            if not doc.startswith(f"{self.config.__name__}("):
+                object.__setattr__(self, "help", doc)
         if not self.help or "\n" in self.help:
-            raise ValueError(f"method {self.id}: help must be one line")
+            raise ValueError(f"method {self.id}: help (or the config's docstring) must be one line")
         if self.produces not in ("model", "selection"):
             raise ValueError(f"method {self.id}: produces model or selection, not {self.produces}")
         if self.condition not in (None, "label", "value"):

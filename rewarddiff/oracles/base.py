@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -49,6 +50,18 @@ class OracleInfo:
     cost: Literal["cheap", "moderate", "expensive"] = "cheap"
     differentiable: bool = False
     description: str = ""
+
+    @property
+    def kind(self) -> str:
+        """The registered name: ``name`` without its argument pattern (``xtb`` of
+        ``xtb:gap|dipole|energy[@timeout_s]``)."""
+        return re.match(r"[^:\[@]*", self.name).group()
+
+    def for_argument(self, argument: str | None, **changes) -> OracleInfo:
+        """The info of the oracle built for ``argument`` from this registered one: named
+        ``kind:argument`` (``kind`` without an argument), ``changes`` (a description, units, ...)
+        replacing fields."""
+        return replace(self, name=f"{self.kind}:{argument}" if argument else self.kind, **changes)
 
 
 class Oracle(ABC):

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 
 from rewarddiff import UserError
-from rewarddiff.oracles.base import Oracle, OracleInfo
+from rewarddiff.oracles.base import FunctionOracle, Oracle, OracleInfo
 
 ENTRY_POINT_GROUP = "rewarddiff.oracles"
 
@@ -33,6 +33,16 @@ def register_oracle(domain: str, name: str, info: OracleInfo, check: Callable | 
         return factory
 
     return wrap
+
+
+def register_function_oracle(info: OracleInfo, fn: Callable, torch_fn: Callable | None = None):
+    """Register ``info.name``, an oracle that takes no argument: a :class:`FunctionOracle` of
+    ``fn(designs)`` (and ``torch_fn(x)`` when differentiable) with ``info``."""
+
+    @register_oracle(info.domain, info.name, info, no_argument(info.name))
+    def factory(argument=None, **context):
+        no_argument(info.name)(argument)
+        return FunctionOracle(info, fn, torch_fn)
 
 
 def no_argument(name: str) -> Callable[[str | None, dict | None], None]:

@@ -22,9 +22,9 @@ from rewarddiff.conditioning import LabelCondition
 from rewarddiff.config import dataclass_from
 from rewarddiff.diffusion.gaussian import GaussianDiffusion, polynomial_schedule
 from rewarddiff.domain import Domain, elbo
+from rewarddiff.gaussian_generator import GaussianGenerator, VectorLayout
 from rewarddiff.io import atomic_path, read_json, write_json
 from rewarddiff.oracles import learned
-from rewarddiff.vector_generator import GaussianVectorGenerator
 from toydomain import oracles  # noqa: F401  (registers the oracles)
 from toydomain.nets import (
     DIM,
@@ -92,21 +92,23 @@ class ToyDomain(Domain):
         return learned.Classes(read_json(Path(data_dir) / "dataset.json")["classes"], "component")
 
     # ----- generator -----------------------------------------------------------------------
-    def build_generator(self, params: dict) -> GaussianVectorGenerator:
+    def build_generator(self, params: dict) -> GaussianGenerator:
         net = dataclass_from(DenoiserConfig, params.get("network"), "pretrain.network")
         defaults = {"diffusion_steps": 100, "sampling_steps": 20, "sample_batch": 256,
                     "prediction": "v"}  # fmt: skip
         config = {k: params.get(k, v) for k, v in defaults.items()}
         config |= {"network": net.to_dict(), "domain": self.name}
         diffusion = GaussianDiffusion(polynomial_schedule(config["diffusion_steps"]))
-        return GaussianVectorGenerator(diffusion, Denoiser(net), (DIM,), config["sampling_steps"],
-                                       config["sample_batch"], config, net.num_labels,
-                                       prediction=config["prediction"])  # fmt: skip
+        return GaussianGenerator(diffusion, Denoiser(net), VectorLayout((DIM,)),
+                                 sampling_steps=config["sampling_steps"],
+                                 sample_batch=config["sample_batch"], config=config,
+                                 num_labels=net.num_labels,
+                                 prediction=config["prediction"])  # fmt: skip
 
     def generator_settings(self, params: dict, data_dir: Path, x: Tensor) -> dict:
         return params  # nothing to read from the data: the networks know DIM
 
-    def pretrain_summary(self, gen: GaussianVectorGenerator, x_valid: Tensor, params) -> dict:
+    def pretrain_summary(self, gen: GaussianGenerator, x_valid: Tensor, params) -> dict:
         return {"valid_loglik": elbo(gen, x_valid).mean().item()}
 
     # ----- designs ---------------------------------------------------------------------------

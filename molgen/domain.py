@@ -12,9 +12,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from molgen import conditions, data, metrics
+from molgen import DESIGN_SUFFIX, conditions, data, metrics
 from molgen import oracles as _oracles  # noqa: F401  (registers the molecule oracles)
 from molgen.bonds import perceive
+from molgen.edm import EDMConfig, EDMDenoiser
+from molgen.edm_import import import_edm
 from molgen.graph import from_dense, to_dense
 from molgen.layout import MoleculeLayout
 from molgen.model import EGNNConfig, EGNNDenoiser
@@ -31,17 +33,21 @@ from rewarddiff import UserError
 from rewarddiff.conditioning import LabelCondition
 from rewarddiff.config import dataclass_from
 from rewarddiff.diffusion.gaussian import GaussianDiffusion, polynomial_schedule
-from rewarddiff.domain import BUILTIN_SUFFIX, Domain, elbo, register_domain
+from rewarddiff.domain import Domain, elbo, register_domain
 from rewarddiff.gaussian_generator import GaussianGenerator
 from rewarddiff.io import atomic_path, read_json, write_json
 from rewarddiff.oracles import learned
 from rewarddiff.oracles.base import best_first
 
+# pretrain.network_kind → (settings dataclass, denoiser)
+NETWORKS = {"egnn": (EGNNConfig, EGNNDenoiser), "edm": (EDMConfig, EDMDenoiser)}
+
 
 @dataclass
 class MoleculeDomain(Domain):
     name: str = "molecule"
-    design_suffix: str = BUILTIN_SUFFIX["molecule"]
+    design_suffix: str = DESIGN_SUFFIX
+    importers: ClassVar[dict] = {"edm": import_edm}  # rewarddiff import-edm
     reward_net = PropertyRegressor
     reward_net_settings = RegressorConfig
     small_reward_network: ClassVar[dict] = {"mul": 16, "layers": 2, "lmax": 1}
@@ -98,9 +104,17 @@ class MoleculeDomain(Domain):
     def build_generator(self, params: dict) -> GaussianGenerator:
         """EDM over molecules of at most ``len(num_atoms_probs) - 1`` atoms (sizes drawn from
         the histogram ``num_atoms_probs``): polynomial schedule of ``diffusion_steps``, DDPM or
-        DDIM (``sampler``) in ``sampling_steps``, the EGNN of ``network`` predicting ε (EDM;
-        or v: ``prediction``)."""
-        net_cfg = dataclass_from(EGNNConfig, params.get("network"), "pretrain.network")
+        DDIM (``sampler``) in ``sampling_steps``, the network of ``network_kind`` (``edm``:
+        EDM's own, :mod:`molgen.edm`; ``egnn``: the lighter block of :mod:`molgen.model`) with
+        the settings ``network``, predicting ε (EDM; or v: ``prediction``), trained with
+        ``objective`` (``mean`` or EDM's ``edm``) and scored with the ``elbo`` estimator
+        (``x0_hat`` or EDM's ``edm``). ``context`` (imported conditional EDM models): the
+        properties and their normalisation the network's context values use."""
+        kind = params.get("network_kind", "egnn")
+        if kind not in NETWORKS:
+            raise UserError(f"pretrain.network_kind: {kind!r} is not one of {', '.join(NETWORKS)}")
+        config_cls, net_cls = NETWORKS[kind]
+        net_cfg = dataclass_from(config_cls, params.get("network"), "pretrain.network")
         num_atoms_probs = torch.tensor(params["num_atoms_probs"], dtype=torch.float64)
         config = {
             "network": net_cfg.to_dict(),
@@ -108,12 +122,17 @@ class MoleculeDomain(Domain):
             "sampling_steps": params.get("sampling_steps", 1000),
             "sampler": params.get("sampler", "ddpm"),
             "prediction": params.get("prediction", "epsilon"),
+            "objective": params.get("objective", "mean"),
+            "elbo": params.get("elbo", "x0_hat"),
             "num_atoms_probs": num_atoms_probs.tolist(),
             "domain": self.name,
         }
+        # keys only a non-default model carries (older saved configs have none of them)
+        config |= {"network_kind": kind} if kind != "egnn" else {}
+        config |= {"context": params["context"]} if "context" in params else {}
         return GaussianGenerator(
             GaussianDiffusion(polynomial_schedule(config["diffusion_steps"])),
-            EGNNDenoiser(net_cfg),
+            net_cls(net_cfg),
             MoleculeLayout(net_cfg.atom_types, num_atoms_probs),
             sampling_steps=config["sampling_steps"],
             sample_batch=params.get("sample_batch", 256),
@@ -121,6 +140,8 @@ class MoleculeDomain(Domain):
             num_labels=net_cfg.num_labels,
             sampler=config["sampler"],
             prediction=config["prediction"],
+            objective=config["objective"],
+            elbo=config["elbo"],
         )
 
     def generator_settings(self, params: dict, data_dir: Path, x: torch.Tensor) -> dict:

@@ -18,9 +18,10 @@ from torch_geometric.utils import scatter
 
 from molgen.graph import fully_connected_edges, to_nodes
 from rewarddiff.diffusion.gaussian import GaussianDiffusion
-from rewarddiff.gaussian_generator import Frame, StateLayout
+from rewarddiff.gaussian_generator import Frame, Reconstruction, StateLayout
 
 ONE_HOT_SCALE, CHARGE_SCALE = 4.0, 10.0
+EDM_BIN_FLOOR = 1e-10  # EDM adds it to every bin's mass before the log
 
 
 def remove_mean(x: Tensor, batch: Tensor) -> Tensor:
@@ -128,6 +129,26 @@ class MoleculeLayout(StateLayout):
         log_charge = _log_bin(charge_hat - true_charge, sigma_over_alpha * CHARGE_SCALE)
         return log_pos + frame.per_design(log_type + log_charge).double()
 
+    def edm_reconstruction(self, d, x, z0, eps_hat, noise, frame) -> Reconstruction:
+        """EDM's log p(x | z_0) in pieces (``log_pxh_given_z0_without_constants``): the ε error
+        of the positions over 3(n − 1) dimensions; atom types and atomic numbers as unit bins
+        of std σ_0·scale centred on z_0's features·scale (not on x̂_0: the network does not
+        enter), each bin's mass floored by 1e-10, types normalised over the classes."""
+        sigma0 = (1 - d.alpha_bar[0]).sqrt().to(x.device)
+        sq_pos = frame.per_design((eps_hat[:, :3] - noise[:, :3]).double().pow(2).sum(-1))
+        dims_pos = 3 * (self._sizes(frame) - 1).double()
+        k = self.feature_dim - 1
+        true_type = (x[:, 3 : 3 + k] * ONE_HOT_SCALE).argmax(-1)
+        true_charge = (x[:, 3 + k] * CHARGE_SCALE).round()
+        # log(P(|c + σ_0·scale·ε| < ½) + 1e-10) for centres c = z_0·scale − the true value
+        log_bins = _log_floored(_log_bin(z0[:, 3 : 3 + k] * ONE_HOT_SCALE - 1,
+                                         sigma0 * ONE_HOT_SCALE))  # fmt: skip
+        log_type = log_bins.gather(1, true_type[:, None])[:, 0] - log_bins.logsumexp(-1)
+        log_charge = _log_floored(
+            _log_bin(z0[:, 3 + k] * CHARGE_SCALE - true_charge, sigma0 * CHARGE_SCALE)
+        )
+        return Reconstruction(sq_pos, dims_pos, frame.per_design(log_type + log_charge))
+
     def log_size(self, frame: Frame) -> Tensor:
         """log p(n) under the size histogram (−inf for sizes it never produced)."""
         probs = self.num_atoms_probs.to(frame.mask.device)
@@ -160,3 +181,8 @@ def _log_bin(offset: Tensor, sigma: Tensor) -> Tensor:
     upper = torch.special.log_ndtr((0.5 - offset) / sigma)
     lower = torch.special.log_ndtr((-0.5 - offset) / sigma)
     return upper + torch.log1p(-torch.exp(lower - upper))
+
+
+def _log_floored(log_p: Tensor) -> Tensor:
+    """log(p + 1e-10) from log p, as EDM floors its bin masses."""
+    return torch.logaddexp(log_p, log_p.new_tensor(math.log(EDM_BIN_FLOOR)))

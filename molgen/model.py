@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
-from rewarddiff.conditioning import ConditionEmbedding
+from rewarddiff.conditioning import condition_embedding, per_atom_condition
 
 
 @dataclass
@@ -81,11 +81,7 @@ class EGNNDenoiser(nn.Module):
         self.embed = nn.Linear(cfg.feature_dim + 1, cfg.hidden)
         self.layers = nn.ModuleList(EGNNLayer(cfg) for _ in range(cfg.layers))
         self.out = nn.Linear(cfg.hidden, cfg.feature_dim)
-        self.condition = None
-        if cfg.num_labels or cfg.value_condition:
-            if cfg.num_labels and cfg.value_condition:
-                raise ValueError("a denoiser takes class labels or a scalar value, not both")
-            self.condition = ConditionEmbedding(cfg.hidden, cfg.num_labels)
+        self.condition = condition_embedding(cfg.hidden, cfg.num_labels, cfg.value_condition)
 
     def forward(
         self,
@@ -101,8 +97,7 @@ class EGNNDenoiser(nn.Module):
         d0_sq = (pos[i] - pos[j]).pow(2).sum(-1, keepdim=True)
         h = self.embed(torch.cat([features, t.unsqueeze(-1)], -1))
         if self.condition is not None:
-            num_mols = len(label) if label is not None else int(batch.max()) + 1
-            h = h + self.condition(label, num_mols, h.device)[batch]
+            h = h + per_atom_condition(self.condition, label, batch)
         x = pos
         for layer in self.layers:
             h, x = layer(h, x, edge_index, d0_sq)

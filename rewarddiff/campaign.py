@@ -59,8 +59,18 @@ def pretrain(
     domain: str, params: dict, data_dir: Path, out_dir: Path, stop_at_step: int | None = None
 ) -> dict:
     """Pretrain; a scratch checkpoint in ``out_dir`` is resumed only if it was written for the
-    same data (content hash), domain and result-determining settings."""
+    same data (content hash), domain and result-determining settings. With
+    ``params["checkpoint"]`` the model there is adopted instead (``Domain.adopt_pretrained``)."""
     seed = params.get("train", {}).get("seed", 0)
+    if params.get("checkpoint"):
+        inputs = {"data_dir": str(data_dir), "checkpoint": str(params["checkpoint"])}
+        manifest = Manifest("pretrain", inputs, params, seed)
+        with stage_output(out_dir):
+            results = get_domain(domain).adopt_pretrained(
+                Path(params["checkpoint"]), params, Path(data_dir), Path(out_dir)
+            )
+            manifest.write(Path(out_dir) / "manifest.json", results=results)
+        return results
     manifest = Manifest("pretrain", {"data_dir": str(data_dir)}, params, seed)
     identity = {
         "domain": domain,

@@ -130,6 +130,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out-dir", type=Path, required=True)
 
+    p = sub.add_parser(
+        "import-edm", help="convert a released EDM QM9 checkpoint into a pretrained model"
+    )
+    p.add_argument("--weights", type=Path, required=True,
+                   help="generative_model_ema.npy of the release (a torch state dict)")  # fmt: skip
+    p.add_argument("--args", type=Path,
+                   help="args.pickle of main_qm9.py (read as a Namespace only)")  # fmt: skip
+    p.add_argument("--out", type=Path, required=True, help="folder: model.safetensors, manifest")
+    p.add_argument("--property-norm", action="append", default=[], metavar="NAME=MEAN,MAD",
+                   help="a conditional model's property normalisation (repeatable)")  # fmt: skip
+    p.add_argument("--sampling-steps", type=int, help="default: the diffusion steps T")
+
     p = sub.add_parser("campaign", help="check a campaign sheet and list the jobs it expands to")
     p.add_argument("action", choices=["plan"], help="plan: validate the sheet, print the jobs")
     p.add_argument("sheet", type=Path, help="campaigns.tsv")
@@ -150,7 +162,7 @@ def run(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     if getattr(args, "section", None):
         args.params = stage_params(args.config, args.domain, args.section, args.params)
-    if args.command not in ("report", "campaign"):
+    if args.command not in ("report", "campaign", "import-edm"):
         get_domain(args.domain)  # fail early on an unknown domain
     match args.command:
         case "prepare":
@@ -221,6 +233,10 @@ def run(args: argparse.Namespace) -> None:
             counts = ", ".join(f"{n} {stage}" for stage, n in jobs["stage"].value_counts().items())
             print(f"{args.sheet}: {len(sheet)} enabled rows, {len(jobs)} jobs ({counts})")
             print(jobs.to_string(index=False))
+        case "import-edm":
+            model = _importer("edm")(args.weights, args.args, args.out,
+                                     **_import_flags(args))  # fmt: skip
+            print(f"import-edm: {model}")
         case "oracles":
             from rewarddiff.oracles.registry import available
 
@@ -229,6 +245,33 @@ def run(args: argparse.Namespace) -> None:
                     f"{info.name:28s} {info.direction:9s} {info.units:12s} {info.cost:9s}"
                     f"{'differentiable ' if info.differentiable else ''}{info.description}"
                 )
+
+
+def _importer(name: str):
+    """The registered domain's converter ``name`` (:attr:`Domain.importers`)."""
+    from rewarddiff.domain import domain_names, get_domain
+
+    for domain in domain_names():
+        if name in get_domain(domain).importers:
+            return get_domain(domain).importers[name]
+    raise UserError(f"no installed domain imports {name} models")
+
+
+def _import_flags(args) -> dict:
+    """``--property-norm NAME=MEAN,MAD`` and ``--sampling-steps`` as the importer's flags."""
+    flags, norms = {}, {}
+    for item in args.property_norm:
+        name, _, values = item.partition("=")
+        try:
+            mean, mad = (float(v) for v in values.split(","))
+        except ValueError:
+            raise UserError(f"--property-norm {item!r}: expected NAME=MEAN,MAD") from None
+        norms[name] = {"mean": mean, "mad": mad}
+    if norms:
+        flags["property_norms"] = norms
+    if args.sampling_steps is not None:
+        flags["sampling_steps"] = args.sampling_steps
+    return flags
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,6 +44,20 @@ class ConditionEmbedding(nn.Module):
         return torch.where(label.isnan()[:, None], self.null.expand_as(embedded), embedded)
 
 
+def condition_embedding(hidden: int, num_labels: int, value: bool) -> ConditionEmbedding | None:
+    """A denoiser's zero-initialised condition: ``num_labels`` classes, a scalar ``value``, or
+    None for an unconditional network (its settings' ``num_labels`` / ``value_condition``)."""
+    if num_labels and value:
+        raise ValueError("a denoiser takes class labels or a scalar value, not both")
+    return ConditionEmbedding(hidden, num_labels) if num_labels or value else None
+
+
+def per_atom_condition(embedding: ConditionEmbedding, label: Tensor | None, batch: Tensor):
+    """The embedding of each molecule's label (B,) at its atoms: (N, hidden); ``batch`` (N,)."""
+    num_mols = len(label) if label is not None else int(batch.max()) + 1
+    return embedding(label, num_mols, batch.device)[batch]
+
+
 @dataclass
 class LabelCondition:
     """One or more class conditions and the classifiers that define them.

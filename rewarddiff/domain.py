@@ -16,7 +16,6 @@ domain bound to the generator that made them (:meth:`Domain.for_generator`).
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from importlib.metadata import entry_points
@@ -31,22 +30,22 @@ from rewarddiff import UserError
 from rewarddiff.conditioning import LabelCondition
 from rewarddiff.config import dataclass_from, resolve_device
 from rewarddiff.generator import Generator, condition_network
-from rewarddiff.io import load_tensors, save_model, write_json
+from rewarddiff.io import (
+    atomic_path,
+    content_hash,
+    load_tensors,
+    save_model,
+    write_json,
+)
 from rewarddiff.oracles import learned
 from rewarddiff.oracles.registry import make_oracles
 from rewarddiff.oracles.transforms import differentiable_objective, objective_function
 from rewarddiff.training import TrainConfig, train
 
-ENTRY_POINT_GROUP = "rewarddiff.domains"
-# domain name -> module that registers it on import
-BUILTIN = {
-    "dna": "seqgen.dna",
-    "protein": "seqgen.protein",
-    "molecule": "molgen.domain",
-    "shape": "shapes.domain",
-}
-# design file suffix per built-in domain, readable without importing the domain (Snakemake)
-BUILTIN_SUFFIX = {"dna": ".fasta", "protein": ".fasta", "molecule": ".sdf", "shape": ".npz"}
+ENTRY_POINT_GROUP = "rewarddiff.domains"  # name = "package.module:DOMAIN_INSTANCE"
+# name = "package:SUFFIX_STRING": a domain's design-file suffix, read without importing the
+# domain (Snakemake's cluster jobs); a domain without one is imported for its design_suffix
+SUFFIX_GROUP = "rewarddiff.design_suffixes"
 COPIES = ("ft", "eval")  # the reward-model copies: half 0 steers, half 1 evaluates
 
 _DOMAINS: dict[str, Domain] = {}
@@ -71,6 +70,9 @@ class Domain(ABC):
     small_reward_network: ClassVar[dict] = {}  # settings of :meth:`reward_network`
     max_valid: ClassVar[int | None] = None  # validation designs per fit (train_reward)
     embeds: ClassVar[bool] = False  # read_designs can embed 2D records in 3D (molecules)
+    # converters of other tools' released models: ``rewarddiff import-<name>`` calls
+    # fn(weights, args, out_dir, **flags) -> model file (e.g. molecules: "edm")
+    importers: ClassVar[dict[str, Callable]] = {}
     report_columns: ClassVar[dict[str, str]] = {}  # metric → better direction, report tables
 
     # ----- data ----------------------------------------------------------------------------
@@ -289,6 +291,25 @@ class Domain(ABC):
         gen.net = ema.model
         return self.pretrain_summary(gen, self.load_split(data_dir, "valid")[0], params)
 
+    def adopt_pretrained(self, source: Path, params: dict, data_dir: Path, out_dir: Path) -> dict:
+        """Instead of pretraining: the model at ``source`` (``model.safetensors`` or a folder
+        holding it, e.g. written by ``rewarddiff import-edm`` or a bundled model) checked by
+        loading it, saved as this stage's ``model.safetensors`` with the source's
+        ``train_log.csv`` (an empty log when it has none); returns :meth:`pretrain_summary` and
+        what was adopted."""
+        source = Path(source)
+        path = source / "model.safetensors" if source.is_dir() else source
+        if not path.is_file():
+            raise UserError(f"pretrain.checkpoint: {source}: no model file (model.safetensors)")
+        gen = self.load_generator(path, "cpu")
+        out_dir = Path(out_dir)
+        self.save_generator(out_dir / "model.safetensors", gen)
+        log = path.parent / "train_log.csv"
+        with atomic_path(out_dir / "train_log.csv") as tmp:
+            tmp.write_text(log.read_text() if log.is_file() else "step,loss\n")
+        summary = self.pretrain_summary(gen, self.load_split(data_dir, "valid")[0], params)
+        return {"adopted": str(path), "adopted_sha256": content_hash(path)} | summary
+
     def load_generator(self, checkpoint: Path, device: str = "cpu") -> Generator:
         """The generator saved at ``checkpoint`` (weights + config, its condition kept)."""
         tensors, config = load_tensors(checkpoint)
@@ -379,7 +400,9 @@ class Domain(ABC):
 
 
 def design_suffix(name: str) -> str:
-    return BUILTIN_SUFFIX[name] if name in BUILTIN_SUFFIX else get_domain(name).design_suffix
+    for ep in entry_points(group=SUFFIX_GROUP, name=name):
+        return ep.load()
+    return get_domain(name).design_suffix
 
 
 def register_domain(domain: Domain) -> Domain:
@@ -387,14 +410,17 @@ def register_domain(domain: Domain) -> Domain:
     return domain
 
 
+def domain_names() -> list[str]:
+    """Every domain name known: registered, or declared by an installed package."""
+    return sorted(set(_DOMAINS) | {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+
+
 def get_domain(name: str) -> Domain:
-    if name not in _DOMAINS and name in BUILTIN:
-        importlib.import_module(BUILTIN[name])
+    """The domain ``name``: registered, else loaded from its package's entry point (built-in
+    domains are declared in this project's ``pyproject.toml`` like any other package's)."""
     if name not in _DOMAINS:
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name == name:
-                register_domain(ep.load())
+        for ep in entry_points(group=ENTRY_POINT_GROUP, name=name):
+            register_domain(ep.load())
     if name not in _DOMAINS:
-        known = sorted(set(BUILTIN) | set(_DOMAINS))
-        raise UserError(f"unknown domain {name!r} (known: {', '.join(known)})")
+        raise UserError(f"unknown domain {name!r} (known: {', '.join(domain_names())})")
     return _DOMAINS[name]

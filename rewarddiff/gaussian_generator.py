@@ -7,7 +7,9 @@ sets (:class:`VectorLayout`, state (B, *shape)), one row per atom for molecules 
 each row belongs to. The generator owns everything else once, with the VP maths of
 :mod:`rewarddiff.diffusion.gaussian`: the ε- (or v-) prediction loss, DDPM/DDIM sampling with
 classifier-free guidance, reconstruction guidance (DPS), the path KL to a reference, per-step
-log-densities (ddpo), differentiable sampling (draft) and the ELBO.
+log-densities (ddpo), differentiable sampling (draft) and the ELBO. ``objective="edm"`` and
+``elbo="edm"`` select EDM's (Hoogeboom et al. 2022) l2 training loss and NLL estimator; what is
+domain-specific in them (discrete features) comes from :meth:`StateLayout.edm_reconstruction`.
 
 The network is called through the layout with t (rows,) float32 = integer step / T in [0, 1]
 and label None or (B,): a class index (long; ``num_labels`` = no label) or a value (float;
@@ -66,6 +68,14 @@ class Chain(NamedTuple):
     frame: Frame
 
 
+class Reconstruction(NamedTuple):
+    """EDM's pieces of log p(x | z_0) per design, each (num,) float64."""
+
+    sq_error: Tensor  # ‖ε − ε̂‖² over the continuous coordinates (molecules: positions)
+    dims: Tensor  # their subspace dimensions
+    log_discrete: Tensor  # log p(discrete part | z_0), bins centred on z_0 (zero: none)
+
+
 def _sum_rows(x: Tensor) -> Tensor:
     """(rows, ...) → (rows,) sums."""
     return x.flatten(1).sum(1)
@@ -120,6 +130,21 @@ class StateLayout:
         return -0.5 * sq - self.free_dims(frame) * (
             log_sigma_over_alpha + 0.5 * math.log(2 * math.pi)
         )
+
+    def edm_reconstruction(
+        self,
+        d: GaussianDiffusion,
+        x: Tensor,
+        z0: Tensor,
+        eps_hat: Tensor,
+        noise: Tensor,
+        frame: Frame,
+    ) -> Reconstruction:
+        """EDM's log p(x | z_0) in pieces for the clean state x, z_0 = α_0 x + σ_0·noise and
+        ε̂ = ε̂(z_0): here every coordinate is continuous (then it equals
+        :meth:`log_reconstruction`)."""
+        sq = frame.per_design(_sum_rows((eps_hat - noise).double().pow(2)))
+        return Reconstruction(sq, self.free_dims(frame).to(sq.device), torch.zeros_like(sq))
 
     def log_size(self, frame: Frame) -> Tensor:
         """log p(size) (num,) float64 of what the chain does not diffuse (zero here)."""
@@ -177,12 +202,20 @@ class GaussianGenerator(Generator):
     sampler: str = field(default="ddpm", kw_only=True)  # or "ddim" (η = 0, plain sampling)
     # what the network outputs: ε, or v (then ε = α_t v + σ_t x_t)
     prediction: str = field(default="epsilon", kw_only=True)
+    # training loss: "mean" (per-design mean squared ε error, t ~ U{1..T}) or "edm" (EDM's l2
+    # objective, :meth:`edm_loss`)
+    objective: str = field(default="mean", kw_only=True)
+    # the ELBO's log p(x | z_0): "x0_hat" (:meth:`StateLayout.log_reconstruction`, bins on the
+    # network's x̂_0) or "edm" (EDM's NLL estimator, :meth:`StateLayout.edm_reconstruction`)
+    elbo: str = field(default="x0_hat", kw_only=True)
 
     def __post_init__(self):
-        if self.sampler not in ("ddpm", "ddim"):
-            raise UserError(f"unknown sampler {self.sampler!r}; expected 'ddpm' or 'ddim'")
-        if self.prediction not in ("epsilon", "v"):
-            raise UserError(f"unknown prediction {self.prediction!r}; expected 'epsilon' or 'v'")
+        choices = {"sampler": ("ddpm", "ddim"), "prediction": ("epsilon", "v"),
+                   "objective": ("mean", "edm"), "elbo": ("x0_hat", "edm")}  # fmt: skip
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                expected = " or ".join(repr(a) for a in allowed)
+                raise UserError(f"unknown {name} {getattr(self, name)!r}; expected {expected}")
         self.diffusion = dataclasses.replace(self.diffusion, project=self.layout.project)
 
     @property
@@ -207,10 +240,12 @@ class GaussianGenerator(Generator):
         z = torch.randn(self.layout.state_shape(frame), generator=generator, device=device)
         return self.layout.project(z.to(self.device), frame)
 
-    def _steps(self, n: int, generator: torch.Generator | None) -> Tensor:
-        """Integer steps t ~ U{1..T} (n,) drawn on the generator's device, on the model's."""
+    def _steps(self, n: int, generator: torch.Generator | None, lowest: int = 1) -> Tensor:
+        """Integer steps t ~ U{lowest..T} (n,) drawn on the generator's device, on the
+        model's."""
         device = generator.device if generator is not None else self.device
-        t = torch.randint(1, self.diffusion.num_steps + 1, (n,), generator=generator, device=device)
+        t = torch.randint(lowest, self.diffusion.num_steps + 1, (n,), generator=generator,
+                          device=device)  # fmt: skip
         return t.to(self.device)
 
     def _eps(
@@ -376,14 +411,20 @@ class GaussianGenerator(Generator):
 
     # ----- training -------------------------------------------------------------------------
     def loss(self, x, weights=None, label=None, generator=None) -> Tensor:
-        """ε-prediction loss (scalar): per design the mean squared error of ε̂ over its state
-        coordinates at t ~ U{1..T} with noise N(0, I), averaged over the designs x (B, ...)
-        (Σ w·ℓ / Σ w with ``weights`` (B,)). ``label`` (B,) conditions the network (pass the
-        null label on rows that train the unconditional model for guidance)."""
+        """ε-prediction loss (scalar) averaged over the designs x (B, ...) (Σ w·ℓ / Σ w with
+        ``weights`` (B,)): per design ℓ = the mean squared error of ε̂ over its state
+        coordinates at t ~ U{1..T} with noise N(0, I) (``objective`` "mean"), or EDM's l2 loss
+        at t ~ U{0..T} (:meth:`edm_loss`; "edm"). ``label`` (B,) conditions the network (pass
+        the null label on rows that train the unconditional model for guidance)."""
         self.net.train()
         state, frame = self.layout.encode(x.to(self.device))
-        t = self._steps(frame.num, generator)
-        per_design = self._denoising_error(state, frame, t, self._noise(frame, generator), label)
+        if self.objective == "edm":
+            t = self._steps(frame.num, generator, lowest=0)
+            per_design = self._edm_loss(state, frame, t, self._noise(frame, generator), label)
+        else:
+            t = self._steps(frame.num, generator)
+            noise = self._noise(frame, generator)
+            per_design = self._denoising_error(state, frame, t, noise, label)
         if weights is None:
             return per_design.mean()
         weights = weights.to(per_design.device)
@@ -404,6 +445,32 @@ class GaussianGenerator(Generator):
         eps = self._eps(d.q_sample(state, t_rows, noise), t_rows, frame, label)
         return frame.per_design(d.epsilon_loss(eps, noise), reduce="mean")
 
+    def edm_loss(self, x: Tensor, t: Tensor, noise: Tensor, label: Tensor | None = None) -> Tensor:
+        """EDM's l2 training loss per design (B,) float64 at steps ``t`` (B,) in {0..T} for raw
+        noise of the state's shape (projected here); :meth:`loss` averages it for
+        ``objective`` "edm". With denominator D = (row width)·(rows of the batch's largest
+        design) — EDM's (3 + F)·N_max, N_max the batch's padded size — ℓ = KL(q(z_T | x) ‖
+        N(0, I)) + ½‖ε − ε̂‖² / D (t > 0) or ½‖ε − ε̂‖²_continuous / D − log p(discrete | z_0)
+        (t = 0) − log p(size)."""
+        state, frame = self.layout.encode(x.to(self.device))
+        noise = self.layout.project(noise.to(self.device), frame)
+        return self._edm_loss(state, frame, t.to(self.device), noise, label)
+
+    def _edm_loss(self, state, frame, t, noise, label) -> Tensor:
+        d, t_rows = self.diffusion, frame.per_row(t)
+        label = None if label is None else label.to(state.device)
+        z_t = d.q_sample(state, t_rows, noise)
+        eps = self._eps(z_t, t_rows, frame, label)
+        rows = frame.per_design(torch.ones(len(state), device=state.device))
+        denom = math.prod(state.shape[1:]) * rows.max().item()
+        sq = frame.per_design(_sum_rows((eps - noise).pow(2)))
+        # t = 0: EDM evaluates its L_0 on every design and keeps it where t = 0
+        rec = self.layout.edm_reconstruction(d, state, z_t, eps, noise, frame)
+        term_0 = 0.5 * rec.sq_error / denom - rec.log_discrete
+        term_t = torch.where(t == 0, term_0, 0.5 * sq.double() / denom)
+        log_size = self.layout.log_size(frame).to(state.device)
+        return self._prior_kl(state, frame) + term_t - log_size
+
     # ----- likelihood -----------------------------------------------------------------------
     @torch.no_grad()
     def log_likelihood(
@@ -414,9 +481,10 @@ class GaussianGenerator(Generator):
         label: Tensor | None = None,
     ) -> Tensor:
         """Variational lower bound on log p(x) in nats per design (n,) for designs x (n, ...):
-        log p(size) − prior KL − T·E_t[L_t] (``num_t`` Monte-Carlo draws of t) + log p(x | z_0)
-        (:meth:`StateLayout.log_reconstruction`), over each design's state subspace; on the
-        CPU."""
+        log p(size) − prior KL − T·E_t[L_t] (``num_t`` Monte-Carlo draws of t ~ U{1..T}) +
+        log p(x | z_0) (``elbo`` "x0_hat": :meth:`StateLayout.log_reconstruction`; "edm":
+        EDM's estimator with its L_0 always included, from :meth:`StateLayout.edm_reconstruction`
+        and the log-constants), over each design's state subspace; on the CPU."""
         self.net.eval()
         chunks = range(0, len(x), self.sample_batch)
         labels = [None if label is None else label[i : i + self.sample_batch] for i in chunks]
@@ -433,11 +501,8 @@ class GaussianGenerator(Generator):
         d = self.diffusion
         state, frame = self.layout.encode(x)
         label = None if label is None else label.to(state.device)
-        dims = self.layout.free_dims(frame).to(state.device)
         ab = d.alpha_bar.to(state.device)
-        # prior: KL(q(z_T | x) ‖ N(0, I)) = ½ (α_T² ‖x‖² + D (σ_T² − 1 − log σ_T²))
-        sq = frame.per_design(_sum_rows(state.double().pow(2)))
-        prior = 0.5 * (ab[-1] * sq + dims * ((1 - ab[-1]) - 1 - torch.log(1 - ab[-1])))
+        prior = self._prior_kl(state, frame)
         # diffusion: T · E_t [½ (SNR(t−1)/SNR(t) − 1) ‖ε − ε̂‖²], SNR = ᾱ / (1 − ᾱ)
         snr = ab / (1 - ab)
         diffusion_terms = torch.zeros(frame.num, dtype=torch.float64, device=state.device)
@@ -451,7 +516,26 @@ class GaussianGenerator(Generator):
         diffusion_terms *= d.num_steps / num_t
         # reconstruction from z_0, and whatever the chain does not diffuse (sizes)
         noise = self._noise(frame, generator)
-        eps = self._eps(d.q_sample(state, 0, noise), 0, frame, label)
-        log_px = self.layout.log_reconstruction(d, state, eps, noise, frame).to(state.device)
+        z0 = d.q_sample(state, 0, noise)
+        eps = self._eps(z0, 0, frame, label)
+        if self.elbo == "edm":
+            rec = self.layout.edm_reconstruction(d, state, z0, eps, noise, frame)
+            # log p(x | z_0) = −½‖ε − ε̂‖² − D_c (log σ_0/α_0 + ½ log 2π) + log p(discrete | z_0)
+            log_sigma_over_alpha = 0.5 * torch.log((1 - ab[0]) / ab[0])
+            log_px = (
+                -0.5 * rec.sq_error
+                + rec.log_discrete
+                - rec.dims.to(state.device) * (log_sigma_over_alpha + 0.5 * math.log(2 * math.pi))
+            )
+        else:
+            log_px = self.layout.log_reconstruction(d, state, eps, noise, frame).to(state.device)
         log_size = self.layout.log_size(frame).to(state.device)
         return (log_size + log_px - prior - diffusion_terms).float().cpu()
+
+    def _prior_kl(self, state: Tensor, frame: Frame) -> Tensor:
+        """KL(q(z_T | x) ‖ N(0, I)) (num,) float64 over each design's state subspace."""
+        ab = self.diffusion.alpha_bar.to(state.device)
+        dims = self.layout.free_dims(frame).to(state.device)
+        # ½ (α_T² ‖x‖² + D (σ_T² − 1 − log σ_T²))
+        sq = frame.per_design(_sum_rows(state.double().pow(2)))
+        return 0.5 * (ab[-1] * sq + dims * ((1 - ab[-1]) - 1 - torch.log(1 - ab[-1])))

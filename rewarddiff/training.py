@@ -1,4 +1,5 @@
-"""Generic resumable training loop: AdamW, gradient clipping, EMA, checkpoints, CSV log.
+"""Generic resumable training loop: AdamW (optionally AMSGrad), gradient clipping, EMA,
+checkpoints, CSV log.
 
 The loop knows nothing about the model family: it draws batch indices, asks ``batch_fn`` for a
 batch and ``loss_fn`` for a scalar loss. A checkpoint holds model, EMA, optimiser, step and RNG
@@ -13,7 +14,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -35,6 +36,7 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.0
+    amsgrad: bool = False  # AdamW's AMSGrad variant (EDM: True, with weight_decay 1e-12)
     grad_clip: float = 1.0
     grad_clip_adaptive: bool = False  # EDM: clip at 1.5·mean + 2·std of the last 50 norms
     ema_decay: float = 0.999
@@ -79,13 +81,26 @@ class NonFiniteLoss(RuntimeError):
 # TrainConfig fields that do not change the trained weights: they never discard progress
 # (``steps`` may also grow: the schedule does not depend on it, so a longer run continues)
 RESULT_NEUTRAL = ("log_every", "checkpoint_every", "steps")
+# TrainConfig fields added after checkpoints were first written: left out of the settings at
+# their default, so a checkpoint written before a field existed still resumes
+ADDED_LATER = ("amsgrad",)
 
 
 def run_settings(cfg: TrainConfig, identity: dict | None) -> dict:
     """What a checkpoint must match to be resumed: the result-determining training settings
     and the caller's ``identity`` (input content hashes, network and loss settings)."""
-    train = {k: v for k, v in asdict(cfg).items() if k not in RESULT_NEUTRAL}
+    default = {f.name: f.default for f in fields(TrainConfig)}
+    train = {k: v for k, v in asdict(cfg).items()
+             if k not in RESULT_NEUTRAL and not (k in ADDED_LATER and v == default[k])}  # fmt: skip
     return json.loads(json.dumps({"train": train, "run": identity or {}}, default=str))
+
+
+def optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over the model's parameters with the learning rate, weight decay and AMSGrad of
+    ``cfg``."""
+    return torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad
+    )
 
 
 def train(
@@ -112,7 +127,7 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
     # scratch files survive a workflow manager deleting declared outputs before a re-run
     ckpt_path, partial_log = out_dir / "checkpoint.safetensors", out_dir / "train_log.partial.csv"
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = optimizer(model, cfg)
     ema = EMA(model, cfg.ema_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -128,7 +143,7 @@ def train(
             print(f"{ckpt_path}: cannot be restored ({str(err).splitlines()[0]}); "
                   "starting afresh", flush=True)  # fmt: skip
             model.load_state_dict(initial)
-            opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+            opt = optimizer(model, cfg)
             torch.manual_seed(cfg.seed)
             ema, gen = EMA(model, cfg.ema_decay), torch.Generator().manual_seed(cfg.seed)
             step, clip, logged, elapsed = 0, AdaptiveClip(), [], 0.0

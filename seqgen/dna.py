@@ -12,9 +12,9 @@ import pandas as pd
 import torch
 
 from rewarddiff import UserError
-from rewarddiff.domain import BUILTIN_SUFFIX, register_domain
+from rewarddiff.domain import register_domain
 from rewarddiff.io import atomic_path
-from seqgen import metrics, motifs
+from seqgen import DESIGN_SUFFIX, metrics, motifs
 from seqgen import oracles as _oracles  # noqa: F401  (registers the DNA oracles)
 from seqgen.data import (
     CELL_TYPES,
@@ -35,7 +35,7 @@ USER_CHROMOSOME = "user"  # the chr of user sequences given without one
 @dataclass
 class DNADomain(SequenceDomain):
     name: str = "dna"
-    design_suffix: str = BUILTIN_SUFFIX["dna"]
+    design_suffix: str = DESIGN_SUFFIX
     # report columns beyond the generic ones: statistic → better direction
     report_columns: ClassVar[dict[str, str]] = {"kmer3_pearson": "↑", "jaspar_pearson": "↑"}
     alphabet: str = DNA_ALPHABET

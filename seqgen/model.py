@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rewarddiff.conditioning import ConditionEmbedding
+from rewarddiff.conditioning import condition_embedding
 from rewarddiff.nn import PooledClassifier
 
 
@@ -94,11 +94,7 @@ class SequenceDenoiser(nn.Module):
         self.time = nn.Sequential(
             nn.Linear(cfg.hidden, cfg.hidden), nn.SiLU(), nn.Linear(cfg.hidden, cfg.hidden)
         )
-        self.condition = None
-        if cfg.num_labels or cfg.value_condition:
-            if cfg.num_labels and cfg.value_condition:
-                raise ValueError("a denoiser takes class labels or a scalar value, not both")
-            self.condition = ConditionEmbedding(cfg.hidden, cfg.num_labels)
+        self.condition = condition_embedding(cfg.hidden, cfg.num_labels, cfg.value_condition)
         self.head = nn.Sequential(
             nn.GroupNorm(1, cfg.hidden), nn.Conv1d(cfg.hidden, cfg.vocab_size, 1)
         )

@@ -13,9 +13,9 @@ import pandas as pd
 import torch
 
 from rewarddiff import UserError
-from rewarddiff.domain import BUILTIN_SUFFIX, register_domain
+from rewarddiff.domain import register_domain
 from rewarddiff.io import atomic_path, read_json, write_json
-from seqgen import peptide_metrics, peptides
+from seqgen import DESIGN_SUFFIX, peptide_metrics, peptides
 from seqgen import peptide_oracles as _oracles
 from seqgen.data import read_fasta, write_fasta
 from seqgen.domain import SequenceDomain, require_splits
@@ -28,7 +28,7 @@ CLASSES = ("non_amp", "amp")  # label 0 / 1 of the AMP sets
 @dataclass
 class ProteinDomain(SequenceDomain):
     name: str = "protein"
-    design_suffix: str = BUILTIN_SUFFIX["protein"]
+    design_suffix: str = DESIGN_SUFFIX
     logo_colors: str = "chemistry"
     alphabet: str = peptides.AMINO_ACIDS
     # report columns beyond the generic ones: statistic → better direction

@@ -26,12 +26,12 @@ from rewarddiff import UserError
 from rewarddiff.conditioning import LabelCondition
 from rewarddiff.config import dataclass_from
 from rewarddiff.diffusion.gaussian import GaussianDiffusion, polynomial_schedule
-from rewarddiff.domain import BUILTIN_SUFFIX, Domain, elbo, register_domain
+from rewarddiff.domain import Domain, elbo, register_domain
 from rewarddiff.gaussian_generator import GaussianGenerator, VectorLayout
 from rewarddiff.io import read_json
 from rewarddiff.oracles import learned
 from rewarddiff.oracles.base import best_first
-from shapes import data, sources
+from shapes import DESIGN_SUFFIX, data, sources
 from shapes.data import Normalization
 from shapes.io import read_npz, read_point_sets, write_npz, write_plys
 from shapes.metrics import compute_all_metrics, pairwise_cd
@@ -70,7 +70,7 @@ def mean_pairwise_cd(designs: np.ndarray) -> float:
 @dataclass
 class ShapeDomain(Domain):
     name: str = "shape"
-    design_suffix: str = BUILTIN_SUFFIX["shape"]
+    design_suffix: str = DESIGN_SUFFIX
     # report columns beyond the generic ones: statistic → better direction (1-NNA: 50 % ideal)
     report_columns: ClassVar[dict[str, str]] = {
         "mmd_cd": "↓",

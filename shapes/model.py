@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import Tensor, nn
 
-from rewarddiff.conditioning import ConditionEmbedding
+from rewarddiff.conditioning import condition_embedding
 from rewarddiff.nn import PooledClassifier
 
 KNN_CHUNK = 2**24  # distance-matrix entries per chunk of the neighbour search
@@ -203,9 +203,7 @@ class PointDenoiser(nn.Module):
         self.time = nn.Sequential(
             nn.Linear(cfg.hidden, cfg.hidden), nn.SiLU(), nn.Linear(cfg.hidden, cfg.hidden)
         )
-        self.condition = None
-        if cfg.num_labels or cfg.value_condition:
-            self.condition = ConditionEmbedding(cfg.hidden, cfg.num_labels)
+        self.condition = condition_embedding(cfg.hidden, cfg.num_labels, cfg.value_condition)
         self.out = nn.Linear(cfg.hidden, 3)
 
     def forward(self, x: Tensor, t: Tensor, label: Tensor | None = None) -> Tensor:

@@ -66,7 +66,7 @@ def test_shipped_configs_validate(config):
         (
             "train: {steps: 30,",
             "train: {stpes: 30,",
-            "15:15: domains.dna.pretrain.train: unknown key 'stpes' (known: batch_size, "
+            "15:15: domains.dna.pretrain.train: unknown key 'stpes' (known: amsgrad, batch_size, "
             "checkpoint_every, ema_decay, grad_clip, grad_clip_adaptive, log_every, lr, seed, "
             "steps, warmup_steps, weight_decay)",
         ),
@@ -245,12 +245,14 @@ def test_snakemake_start_reports_the_config_key_in_one_line(tmp_path):
     assert result.returncode == 2, result.stderr
     lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
     assert lines == [f"{path}:15:15: domains.dna.pretrain.train: unknown key 'stpes' (known: "
-                     "batch_size, checkpoint_every, ema_decay, grad_clip, grad_clip_adaptive, "
-                     "log_every, lr, seed, steps, warmup_steps, weight_decay)"]  # fmt: skip
+                     "amsgrad, batch_size, checkpoint_every, ema_decay, grad_clip, "
+                     "grad_clip_adaptive, log_every, lr, seed, steps, warmup_steps, "
+                     "weight_decay)"]  # fmt: skip
 
 
 # ----- the schema against the code's dataclasses ----------------------------------------------
 def _networks():
+    from molgen.edm import EDMConfig
     from molgen.model import EGNNConfig
     from molgen.regressor import RegressorConfig
     from rewarddiff.oracles.learned import FitConfig
@@ -265,6 +267,7 @@ def _networks():
         ("fit", FitConfig, {"task"}),
         ("cnn", CNNConfig, {"vocab_size", "num_outputs"} | condition),
         ("egnn", EGNNConfig, condition),
+        ("edm_network", EDMConfig, condition),
         ("regressor", RegressorConfig, {"num_outputs"}),
         ("point_denoiser", PointDenoiserConfig, condition),
         ("point_classifier", PointClassifierConfig, {"num_outputs"}),

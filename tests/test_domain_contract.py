@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from rewarddiff.domain import BUILTIN, COPIES, Domain, get_domain
+from rewarddiff.domain import COPIES, Domain, design_suffix, domain_names, get_domain
 from rewarddiff.oracles import learned
 
 TRAIN = {"steps": 4, "batch_size": 8, "checkpoint_every": 2, "log_every": 1, "warmup_steps": 1}
@@ -69,7 +69,7 @@ CASES = {
 }  # fmt: skip
 
 
-@pytest.fixture(scope="module", params=sorted(BUILTIN))
+@pytest.fixture(scope="module", params=sorted(CASES))
 def trained(request, tmp_path_factory):
     """A domain with prepared data, ft/eval reward copies (the training designs each copy's
     fit saw) and a pretrained generator."""
@@ -106,8 +106,11 @@ def rows(x: torch.Tensor) -> Counter:
 
 
 def test_every_domain_implements_the_base_class():
-    for name in BUILTIN:
-        assert isinstance(get_domain(name), Domain) and get_domain(name).name == name
+    assert set(CASES) <= set(domain_names())  # the built-ins, declared by entry points
+    for name in domain_names():
+        dom = get_domain(name)
+        assert isinstance(dom, Domain) and dom.name == name
+        assert design_suffix(name) == dom.design_suffix  # the entry point's, without import
 
 
 def test_reward_copies_train_on_disjoint_halves_that_cover_train(trained):

@@ -13,6 +13,8 @@ from rewarddiff.finetune.draft import DraftConfig, draft
 from rewarddiff.finetune.rcgdm import RCGDMConfig, rcgdm
 from rewarddiff.finetune.rgdm import RGDMConfig, rgdm
 from rewarddiff.finetune.seiko import SEIKOConfig, seiko
+from rewarddiff.io import load_tensors
+from rewarddiff.training import TrainConfig, train
 
 
 class Interrupted(Exception):
@@ -164,3 +166,31 @@ def test_logging_frequency_never_discards_fine_tuning_progress(tmp_path, method,
     resumed = finished(run_with(3), path)
     assert "resumed after 2 rounds" in capsys.readouterr().out
     assert same_weights(resumed, reference)
+
+
+def test_pretraining_checkpoint_from_before_amsgrad_still_resumes(tmp_path, capsys):
+    """TrainConfig.amsgrad came later: at its default it stays out of the checkpoint's settings,
+    so a checkpoint written before the field existed (the same settings) resumes bit for bit;
+    with amsgrad on, the run starts afresh."""
+    x = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
+
+    def run(out_dir, stop_at_step=None, **settings):
+        torch.manual_seed(1)
+        net = torch.nn.Linear(2, 1)
+        cfg = TrainConfig(steps=12, batch_size=8, lr=1e-2, checkpoint_every=4, **settings)
+        train(net, lambda m, b: (m(b) - b.sum(1, keepdim=True)).pow(2).mean(), lambda i: x[i],
+              len(x), cfg, out_dir, stop_at_step)  # fmt: skip
+        return net
+
+    straight = run(tmp_path / "straight")
+    run(tmp_path / "old", stop_at_step=8)
+    settings = load_tensors(tmp_path / "old" / "checkpoint.safetensors")[1]["settings"]
+    assert sorted(settings["train"]) == ["batch_size", "ema_decay", "grad_clip",
+                                         "grad_clip_adaptive", "lr", "seed", "warmup_steps",
+                                         "weight_decay"]  # fmt: skip
+    capsys.readouterr()
+    resumed = run(tmp_path / "old")
+    assert "resumed from step 8" in capsys.readouterr().out
+    assert torch.equal(resumed.weight, straight.weight) and torch.equal(resumed.bias, straight.bias)
+    run(tmp_path / "old", amsgrad=True)
+    assert "(train.amsgrad); starting afresh" in capsys.readouterr().out

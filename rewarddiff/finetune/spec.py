@@ -77,7 +77,7 @@ class MethodSpec:
             if not doc.startswith(f"{self.config.__name__}("):
                 object.__setattr__(self, "help", doc)
         if not self.help or "\n" in self.help:
-            raise ValueError(f"method {self.id}: help (or the config's docstring) must be one line")
+            raise ValueError(f"method {self.id}: help must be one line (help= or config docstring)")
         if self.produces not in ("model", "selection"):
             raise ValueError(f"method {self.id}: produces model or selection, not {self.produces}")
         if self.condition not in (None, "label", "value"):

@@ -3,9 +3,10 @@ import json
 import os
 import re
 import shlex
+from pathlib import Path
 
 from rewarddiff.config import exit_on_user_error
-from rewarddiff.domain import BUILTIN_SUFFIX, design_suffix
+from rewarddiff.domain import design_suffix
 from rewarddiff.finetune import METHODS
 from rewarddiff.sheet import campaign_runs as sheet_runs, read_sheet
 
@@ -29,10 +30,9 @@ CAMPAIGNS = exit_on_user_error(
     deep=workflow.is_main_process,
     domains=config["domains"],
 )
-# design-file suffixes (the sample rule's): the built-in domains' and those of the sheet's
-# domains, which a package may register with a suffix of its own
+# design-file suffixes (the sample rule's) of the sheet's domains, each declared by its package
 DESIGN_EXT = "|".join(re.escape(s.lstrip(".")) for s in sorted(
-    set(BUILTIN_SUFFIX.values()) | {design_suffix(d) for d in CAMPAIGNS["domain"]}))
+    {design_suffix(d) for d in CAMPAIGNS["domain"]}))
 
 
 def as_json(obj):
@@ -42,6 +42,14 @@ def as_json(obj):
 
 def domain_cfg(domain, section):
     return config["domains"][domain][section]
+
+
+def pretrained_checkpoint(domain):
+    """The model file ``pretrain.checkpoint`` adopts ([] when the domain trains its own)."""
+    source = domain_cfg(domain, "pretrain").get("checkpoint")
+    if not source:
+        return []
+    return str(Path(source) / "model.safetensors") if Path(source).is_dir() else source
 
 
 def campaign_row(campaign, method):

@@ -2,6 +2,8 @@ rule pretrain:
     """Pretrain the diffusion model; re-running after an interruption resumes."""
     input:
         data="{results}/{domain}/data/manifest.json",
+        # pretrain.checkpoint: a model adopted instead of training (its change re-runs this)
+        checkpoint=lambda w: pretrained_checkpoint(w.domain),
     output:
         model="{results}/{domain}/pretrained/model.safetensors",
         log_csv="{results}/{domain}/pretrained/train_log.csv",

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from rewarddiff import UserError
-from rewarddiff.conditioning import ConditionEmbedding
+from rewarddiff.conditioning import condition_embedding
 from rewarddiff.oracles.learned import RewardEnsemble
 
 DIM = 2  # designs are points in R^DIM
@@ -54,9 +54,7 @@ class Denoiser(nn.Module):
         self.inp = nn.Linear(DIM + 2, cfg.hidden)
         self.body = nn.Sequential(nn.SiLU(), mlp(cfg.hidden, cfg.hidden, cfg.layers - 1),
                                   nn.Linear(cfg.hidden, DIM))  # fmt: skip
-        self.condition = None
-        if cfg.num_labels or cfg.value_condition:
-            self.condition = ConditionEmbedding(cfg.hidden, cfg.num_labels)
+        self.condition = condition_embedding(cfg.hidden, cfg.num_labels, cfg.value_condition)
 
     def forward(self, x: Tensor, t: Tensor, label: Tensor | None = None) -> Tensor:
         h = self.inp(torch.cat([x, t[:, None], torch.cos(math.pi / 2 * t)[:, None]], -1))

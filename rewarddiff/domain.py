@@ -97,9 +97,10 @@ class Domain(ABC):
         """The pretraining settings completed from the prepared data and its training designs
         ``x`` (sizes, normalisation, …) for :meth:`build_generator`."""
 
-    def pretraining_data(self, data_dir: Path) -> Tensor:
-        """The designs pretraining draws its batches from (default: the training split)."""
-        return self.load_split(data_dir, "train")[0]
+    def pretraining_data(self, data_dir: Path) -> tuple[Tensor, Any]:
+        """The designs pretraining draws its batches from and their labels (with ``half``;
+        default: the training split)."""
+        return self.load_split(data_dir, "train")
 
     def training_batch(self, x: Tensor, idx: Tensor, gen: Generator) -> Tensor:
         """One pretraining batch of ``x`` at rows ``idx`` (B,) (default: those rows)."""
@@ -276,8 +277,16 @@ class Domain(ABC):
     ) -> dict:
         """Train the generator with EMA (:func:`rewarddiff.training.train`, resumable for the
         same ``identity``) and save the EMA weights as ``model.safetensors``; returns
-        :meth:`pretrain_summary` (``{"stopped_at": step}`` when stopped early)."""
-        x = self.pretraining_data(data_dir)
+        :meth:`pretrain_summary` (``{"stopped_at": step}`` when stopped early). With
+        ``train_half`` (``ft`` or ``eval``) only that half of the training split is used, so
+        that the other half's reward copy judges a generator that never saw its molecules
+        (EDM's conditional protocol: the evaluation regressor and the generator train on
+        disjoint halves)."""
+        x, labels = self.pretraining_data(data_dir)
+        if params.get("train_half") is not None:
+            if params["train_half"] not in COPIES:
+                raise UserError(f"pretrain.train_half: {params['train_half']!r} is not ft or eval")
+            x = x[torch.as_tensor(np.asarray(labels["half"]) == COPIES.index(params["train_half"]))]
         gen = self.build_generator(self.generator_settings(params, data_dir, x))
         gen.net.to(resolve_device(params.get("device", "auto")))
         cfg = dataclass_from(TrainConfig, params.get("train"), "pretrain.train")

@@ -177,10 +177,10 @@ class ShapeDomain(Domain):
         norm = self._data_normalization(data_dir).to_dict()
         return params | {"num_points": num_points, "normalization": norm}
 
-    def pretraining_data(self, data_dir: Path) -> Tensor:
+    def pretraining_data(self, data_dir: Path) -> tuple[Tensor, pd.DataFrame]:
         """Every stored point of the training shapes: each batch takes a fresh random subset
         of the working point count from each shape's."""
-        return self.load_split(data_dir, "train", all_points=True)[0]
+        return self.load_split(data_dir, "train", all_points=True)
 
     def training_batch(self, x: Tensor, idx: Tensor, gen: GaussianGenerator) -> Tensor:
         return random_points(x[idx], gen.layout.shape[0])

@@ -1,6 +1,7 @@
 """The :class:`rewarddiff.domain.Domain` contract, checked for every built-in domain on tiny data:
 the design codec round-trips, scoring gives one column per oracle, the reward copies train on
-disjoint halves of train, and a saved generator samples as the one loaded before."""
+disjoint halves of train, pretraining on one half uses exactly it, and a saved generator
+samples as the one loaded before."""
 
 from collections import Counter
 from dataclasses import dataclass, field
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from rewarddiff import UserError
 from rewarddiff.domain import COPIES, Domain, design_suffix, domain_names, get_domain
 from rewarddiff.oracles import learned
 
@@ -164,3 +166,25 @@ def test_score_gives_one_column_per_oracle(trained):
     unscorable = ~np.array([dom.scorable(d) for d in sampled])
     for values in dom.score(sampled, case.oracles, model).values():
         assert values.shape == (6,) and np.isnan(values[unscorable]).all()
+
+
+def test_pretraining_on_one_half_uses_exactly_that_half(trained):
+    """pretrain.train_half: the generator's training set is the ft half of train, disjoint from
+    the eval copy's designs (EDM's conditional protocol); the size prior follows it."""
+    dom, case, tmp, seen = trained
+    x, labels = dom.pretraining_data(tmp / "data")
+    half = torch.as_tensor(np.array(labels["half"]))
+    drawn_from, training_batch = [], dom.training_batch
+
+    def recording_batch(self, x, idx, gen):
+        drawn_from.append(x)
+        return training_batch(x, idx, gen)
+
+    params = case.pretrain | {"train_half": "ft", "train": case.pretrain["train"] | {"steps": 2}}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(type(dom), "training_batch", recording_batch)
+        dom.pretrain(params, tmp / "data", tmp / "pretrained_ft")
+    assert rows(drawn_from[0]) == rows(x[half == 0])
+    assert not set(rows(drawn_from[0])) & set(rows(x[half == 1]))
+    with pytest.raises(UserError, match="train_half: 'both' is not ft or eval"):
+        dom.pretrain(case.pretrain | {"train_half": "both"}, tmp / "data", tmp / "bad")

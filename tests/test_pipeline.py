@@ -1,5 +1,6 @@
 """Integration: the Snakemake workflow end to end on a tiny config, and resume after a kill."""
 
+import base64
 import json
 import os
 import signal
@@ -28,10 +29,9 @@ def snakemake(tmp_path, *extra):
             *extra]  # fmt: skip
 
 
-def interrupt_when(cmd, env, log, ready, sig) -> float:
+def interrupt_when(cmd, env, log, ready, sig) -> None:
     """Run ``cmd`` in its own process group until ``ready()``, then send ``sig`` to the whole
-    group (Snakemake and its jobs, as Ctrl-C or a killed session would); returns the time of
-    the signal (not of the exit: Snakemake's Ctrl-C shutdown can take longer than the margin)."""
+    group (Snakemake and its jobs, as Ctrl-C or a killed session would)."""
 
     def default_sigint():  # a background shell starts its children with SIGINT ignored
         signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -43,10 +43,25 @@ def interrupt_when(cmd, env, log, ready, sig) -> float:
         while proc.poll() is None and not ready() and time.time() < deadline:
             time.sleep(0.5)
         assert proc.poll() is None, f"finished before the interruption point; see {log}"
-        signalled = time.time()
         os.killpg(proc.pid, sig)
         proc.wait(timeout=300)
-    return signalled
+
+
+def recorded_done(workdir: Path) -> set[str]:
+    """The outputs whose job Snakemake recorded as ended: a metadata record (written at the
+    job's start with ``incomplete`` true, rewritten at its end) that is complete, and no
+    marker in ``.snakemake/incomplete``. Both name files by the URL-safe base64 of the path,
+    split into folders of 255 characters."""
+
+    def records(folder: Path) -> dict[str, Path]:
+        files = (f for f in folder.rglob("*") if f.is_file()) if folder.exists() else ()
+        return {base64.urlsafe_b64decode("".join(f.relative_to(folder).parts)).decode(): f
+                for f in files}  # fmt: skip
+
+    incomplete = records(workdir / ".snakemake/incomplete")
+    ended = {path for path, f in records(workdir / ".snakemake/metadata").items()
+             if not json.loads(f.read_text()).get("incomplete", True)}  # fmt: skip
+    return ended - set(incomplete)
 
 
 def test_snakemake_end_to_end_tiny(tmp_path):
@@ -67,15 +82,11 @@ def test_snakemake_end_to_end_tiny(tmp_path):
 
     finished = {}
     for sig, count in ((signal.SIGINT, 2), (signal.SIGKILL, 8)):
-        stopped = interrupt_when(snakemake(tmp_path), env, log, lambda c=count: len(scored()) >= c,
-                                 sig)  # fmt: skip
-        # runs whose score command had finished (it writes scores.manifest.json last; an
-        # interrupted one may leave metrics.json alone, which Snakemake rightly redoes) by a
-        # margin before the interruption: Snakemake had recorded them done (20 s: on a loaded
-        # machine the record can lag the file by several seconds)
-        finished |= {p: p.stat().st_mtime_ns for p in scored()
-                     if (last := p.parent / "scores.manifest.json").exists()
-                     and last.stat().st_mtime < stopped - 20}  # fmt: skip
+        interrupt_when(snakemake(tmp_path), env, log, lambda c=count: len(scored()) >= c, sig)
+        # the runs whose score job Snakemake had recorded as ended (an interrupted job may
+        # leave all its files, or some, and Snakemake rightly redoes it)
+        done = recorded_done(tmp_path)
+        finished |= {p: p.stat().st_mtime_ns for p in scored() if str(p) in done}
     assert finished
     unlock = subprocess.run(snakemake(tmp_path, "--unlock"), capture_output=True, env=env)
     assert unlock.returncode == 0, unlock.stderr[-2000:]

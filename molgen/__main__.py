@@ -82,7 +82,7 @@ def likelihood(args) -> dict:
     gen = dataclasses.replace(dom.load_generator(args.model, "auto"), elbo="edm")
     types = set(gen.layout.atom_types)
     for m in molecules:
-        if len(m) > gen.layout.max_atoms or not set(m.numbers.tolist()) <= types:
+        if not dom._fits(m, gen):
             raise UserError(
                 f"{m.name}: {len(m)} atoms of elements {sorted(set(m.numbers.tolist()))};"
                 f" the model takes ≤ {gen.layout.max_atoms} atoms of {sorted(types)}"

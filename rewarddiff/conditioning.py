@@ -6,6 +6,7 @@ condition a fine-tuned conditional generator samples at by default (:class:`Cond
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import ClassVar
@@ -108,7 +109,7 @@ class LabelCondition:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Condition:
+class Condition(ABC):
     """What a conditional generator samples at when no label is given, set by the method that
     added the condition and saved with the model (its config's ``condition``): the label
     ``target`` (None: no default label) at classifier-free guidance scale ``guidance``."""
@@ -117,9 +118,9 @@ class Condition:
     target: float | None
     guidance: float = 0.0
 
+    @abstractmethod
     def labels(self, num: int) -> Tensor:
         """The default labels (num,) of :meth:`Generator.sample` (needs a ``target``)."""
-        raise NotImplementedError
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, **asdict(self)}

@@ -29,6 +29,7 @@ import contextlib
 import dataclasses
 import itertools
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -81,38 +82,38 @@ def _sum_rows(x: Tensor) -> Tensor:
     return x.flatten(1).sum(1)
 
 
-class StateLayout:
-    """How designs map to the diffusion state. What a layout must provide is abstract below;
+class StateLayout(ABC):
+    """How designs map to the diffusion state. What a layout must provide is abstract;
     the rest holds for plain Gaussian states (every coordinate free, no size prior)."""
 
     has_size_distribution = False  # refit_sizes: a size prior fine-tuning can move
 
+    @abstractmethod
     def draw(self, num: int, generator: torch.Generator | None, device) -> Frame:
         """The frame of ``num`` new designs (molecules draw their sizes here)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def state_shape(self, frame: Frame) -> tuple[int, ...]:
         """Shape (rows, ...) of a state of ``frame``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def encode(self, x: Tensor) -> tuple[Tensor, Frame]:
         """Designs (B, ...) → state (rows, ...) on x's device and its frame."""
-        raise NotImplementedError
 
+    @abstractmethod
     def decode(self, state: Tensor, frame: Frame) -> Tensor:
         """State → designs (B, ...) on the state's device, differentiable where designs are
         continuous."""
-        raise NotImplementedError
 
+    @abstractmethod
     def denoise(
         self, net: nn.Module, state: Tensor, t: Tensor, frame: Frame, label: Tensor | None
     ) -> Tensor:
         """The network's output (the state's shape) at times t (rows,) in [0, 1]."""
-        raise NotImplementedError
 
+    @abstractmethod
     def free_dims(self, frame: Frame) -> Tensor:
         """Dimensions (num,) float64 of each design's state subspace."""
-        raise NotImplementedError
 
     def project(self, x: Tensor, frame: Frame) -> Tensor:
         """Project a state-shaped tensor onto the state subspace (identity here)."""

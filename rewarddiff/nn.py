@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from torch import Tensor, nn
 
 
-class PooledClassifier(nn.Module):
+class PooledClassifier(nn.Module, ABC):
     """Classifier or regressor: ``body`` → :meth:`pool` (B, 2·hidden) → an MLP ``head`` →
     logits (B, num_outputs), or (B,) for a single output. Subclasses define :meth:`pool`."""
 
@@ -19,9 +21,9 @@ class PooledClassifier(nn.Module):
             nn.Linear(hidden, num_outputs),
         )
 
+    @abstractmethod
     def pool(self, h: Tensor) -> Tensor:
         """The body's output pooled over the set or sequence: (B, 2·hidden)."""
-        raise NotImplementedError
 
     def features(self, x: Tensor) -> Tensor:
         """Penultimate features (B, hidden) (SEIKO's UCB bonus is computed on them)."""

@@ -32,7 +32,6 @@ from rewarddiff.config import dataclass_from, resolve_device
 from rewarddiff.generator import Generator, condition_network
 from rewarddiff.io import (
     atomic_path,
-    content_hash,
     load_tensors,
     save_model,
     write_json,
@@ -317,7 +316,7 @@ class Domain(ABC):
         with atomic_path(out_dir / "train_log.csv") as tmp:
             tmp.write_text(log.read_text() if log.is_file() else "step,loss\n")
         summary = self.pretrain_summary(gen, self.load_split(data_dir, "valid")[0], params)
-        return {"adopted": str(path), "adopted_sha256": content_hash(path)} | summary
+        return {"adopted": str(path)} | summary  # its hash: the manifest's input_hashes
 
     def load_generator(self, checkpoint: Path, device: str = "cpu") -> Generator:
         """The generator saved at ``checkpoint`` (weights + config, its condition kept)."""

@@ -13,7 +13,7 @@ from test_edm_import import outputs, source_network, write_release
 from molgen.edm import EDMDenoiser
 from rewarddiff.cli import main
 from rewarddiff.domain import get_domain
-from rewarddiff.io import read_json
+from rewarddiff.io import content_hash, read_json
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = {"source": "qm9", "max_per_split": 40, "max_atoms": 12}
@@ -32,6 +32,7 @@ def test_imported_release_is_adopted_sampled_and_trained_on(tmp_path, capsys):
                  "--data-dir", str(data), "--out-dir", str(tmp_path / "pre")]) == 0  # fmt: skip
     manifest = read_json(tmp_path / "pre/manifest.json")
     assert manifest["results"]["adopted"] == str(tmp_path / "edm/model.safetensors")
+    assert manifest["input_hashes"]["checkpoint"] == content_hash(tmp_path / "edm")
     assert not math.isnan(manifest["results"]["valid_loglik_per_molecule"])
     assert (tmp_path / "pre/train_log.csv").read_text() == "step,loss\n"
     dom = get_domain("molecule")
